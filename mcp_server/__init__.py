@@ -1,0 +1,1 @@
+"""adgen's protocol layer: MCP tools and resources, transports, REST routes."""

@@ -1,0 +1,1 @@
+"""adgen's pipeline: schemas, job manager, worker process, stages and backends."""

@@ -1,0 +1,35 @@
+"""The contract every image backend fulfils, so the runner never knows which one it drives."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from PIL import Image
+
+# Called by long stages with (fraction 0..1, sub-step label); it raises to stop the job.
+StepCallback = Callable[[float, str], None]
+
+
+class Backend(Protocol):
+    name: str
+
+    def segment(self, photo: Image.Image, on_step: StepCallback) -> Image.Image:
+        """RGBA cut-out of the product, cropped to it."""
+
+    def background(
+        self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback
+    ) -> tuple[Image.Image, dict[str, Any]]:
+        """The empty scene, plus hints for the composite (e.g. ``light_x``, ``ground``)."""
+
+    def refine(
+        self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
+        guidance: float, seed: int, on_step: StepCallback,
+    ) -> Image.Image:
+        """The composite made coherent (light, colour, contact) while keeping the product."""
+
+    def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
+        """The design doc's four keys (spatial, color_material, lighting_mood, overall) and free_space."""
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded, on which device and precision (for get_resources)."""

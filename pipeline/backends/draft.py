@@ -1,0 +1,45 @@
+"""The CPU draft backend: no weights, every stage a real classical algorithm, seconds per ad."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline.backends.base import StepCallback
+from pipeline.stages.analyze import analyze_draft
+from pipeline.stages.background import generate_draft
+from pipeline.stages.refine import harmonise
+from pipeline.stages.segment import segment_draft
+
+
+class DraftBackend:
+    name = "draft"
+
+    def segment(self, photo: Image.Image, on_step: StepCallback) -> Image.Image:
+        on_step(0.1, "segmentation (classical cut-out)")
+        return segment_draft(photo)
+
+    def background(
+        self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback
+    ) -> tuple[Image.Image, dict[str, Any]]:
+        on_step(0.1, "background_generation (procedural scene)")
+        image, plan = generate_draft(prompt, width, height, seed)
+        # Stand the product a little below the horizon so it reads as resting on the floor.
+        ground = min(0.93, plan.horizon + (1 - plan.horizon) * 0.62)
+        return image, {"light_x": plan.light_x, "ground": ground, "texture": plan.texture}
+
+    def refine(
+        self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
+        guidance: float, seed: int, on_step: StepCallback,
+    ) -> Image.Image:
+        on_step(0.1, "refinement (tone harmonisation)")
+        return harmonise(composite, mask, strength)
+
+    def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
+        on_step(0.1, "image_analysis (statistics)")
+        return analyze_draft(image, mask)
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "device": "cpu", "precision": "float32", "models": []}

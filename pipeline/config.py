@@ -1,0 +1,79 @@
+"""One typed configuration object, built once from the environment and passed in.
+
+Nothing in the project reads ``os.environ`` for settings except ``Settings.from_env``;
+the worker process receives the same object (it is picklable), so both sides agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_FONTS_DIR = REPO_ROOT / "fonts"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "adgen"
+
+
+def _find_chromium() -> str:
+    # The real binary avoids the Debian wrapper's shell warning; the wrapper works too.
+    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(candidate).exists():
+            return candidate
+    return "/usr/bin/chromium"
+
+
+class Settings(BaseModel):
+    """Server-wide settings. Per-job choices live in ``GenerateRequest`` instead."""
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Job folders and statistics.")
+    input_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders from which *_path request fields may read images; empty = paths refused.",
+    )
+    backend: Literal["draft", "auto", "diffusion"] = "draft"
+    queue_max: int = Field(16, ge=1, le=1000, description="Jobs waiting behind the running one.")
+    chromium_path: str = Field(default_factory=_find_chromium)
+    fonts_dir: Path = BUNDLED_FONTS_DIR
+    render_timeout_s: float = Field(15.0, gt=0)
+    stop_grace_s: float = Field(5.0, gt=0, description="Cooperative stop deadline before the worker is killed.")
+    max_image_bytes: int = Field(25 * 1024 * 1024, description="Largest decoded input image file.")
+    max_image_pixels: int = Field(40_000_000, description="Largest input image in pixels (decompression bombs).")
+    keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {}
+        if v := env.get("ADGEN_DATA_DIR"):
+            values["data_dir"] = Path(v)
+        if v := env.get("ADGEN_INPUT_DIRS"):
+            values["input_dirs"] = [Path(p) for p in v.split(os.pathsep) if p]
+        if v := env.get("ADGEN_BACKEND"):
+            values["backend"] = v
+        if v := env.get("ADGEN_QUEUE_MAX"):
+            values["queue_max"] = int(v)
+        if v := env.get("ADGEN_CHROMIUM"):
+            values["chromium_path"] = v
+        if v := env.get("ADGEN_RENDER_TIMEOUT"):
+            values["render_timeout_s"] = float(v)
+        if v := env.get("ADGEN_STOP_GRACE"):
+            values["stop_grace_s"] = float(v)
+        if v := env.get("ADGEN_KEEP_JOBS"):
+            values["keep_jobs"] = int(v)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.data_dir / "stage_stats.json"

@@ -1,0 +1,92 @@
+"""Font discovery: the bundled fonts/ folder plus whatever fontconfig knows on the system.
+
+The renderer sees exactly the same set (it runs Chromium with the same fontconfig file),
+so a font that list_fonts reports is a font the text layer can use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from pipeline.cssvalues import GENERIC_FAMILIES, parse_font_family
+from pipeline.render.browser import fontconfig_file
+from pipeline.schemas import FontInfo
+
+# fontconfig weight -> CSS weight
+_WEIGHTS = {0: 100, 40: 200, 50: 300, 55: 350, 75: 400, 80: 400, 100: 500, 180: 600, 200: 700, 205: 800, 210: 900, 215: 950}
+
+
+def _css_weight(fc_weight: str) -> int:
+    try:
+        w = int(float(fc_weight))
+    except ValueError:
+        return 400
+    return _WEIGHTS.get(w, min(_WEIGHTS.values(), key=lambda v: abs(v - w * 4)))
+
+
+def _fc_list(conf: Path, pattern: str, fmt: str) -> list[str]:
+    env = dict(os.environ, FONTCONFIG_FILE=str(conf))
+    try:
+        out = subprocess.run(["fc-list", pattern, "--format", fmt], env=env, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return out.stdout.splitlines()
+
+
+def font_id(family: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", family.lower()).strip("-")
+
+
+class FontCatalog:
+    def __init__(self, fonts_dir: Path) -> None:
+        self.fonts_dir = fonts_dir.resolve()
+
+    @lru_cache(maxsize=1)
+    def fonts(self) -> tuple[FontInfo, ...]:
+        conf = fontconfig_file(self.fonts_dir)
+        hangul_files = set(_fc_list(conf, ":charset=ac00-d7a3", "%{file}\n"))
+        families: dict[str, dict] = {}
+        for line in _fc_list(conf, ":", "%{family[0]}|%{style[0]}|%{weight}|%{file}\n"):
+            parts = line.split("|")
+            if len(parts) != 4 or not parts[0]:
+                continue
+            family, style, weight, file = parts
+            entry = families.setdefault(family, {"styles": set(), "weights": set(), "hangul": False, "bundled": False})
+            entry["styles"].add(style)
+            entry["weights"].add(_css_weight(weight))
+            entry["hangul"] |= file in hangul_files
+            entry["bundled"] |= Path(file).resolve().parent == self.fonts_dir
+        return tuple(
+            FontInfo(
+                id=font_id(fam), family=fam, styles=sorted(e["styles"]), weights=sorted(e["weights"]),
+                hangul=e["hangul"], bundled=e["bundled"],
+            )
+            for fam, e in sorted(families.items(), key=lambda kv: (not kv[1]["bundled"], kv[0].lower()))
+        )
+
+    def resolve(self, name: str) -> str | None:
+        """Family name for a family or id (case-insensitive), or None if unknown."""
+        key = name.strip().lower()
+        for f in self.fonts():
+            if key in (f.family.lower(), f.id):
+                return f.family
+        return None
+
+    def check_family_list(self, value: str) -> str:
+        """Validate a CSS font-family list against known fonts; returns it normalised to families."""
+        names = parse_font_family(value)
+        out: list[str] = []
+        for n in names:
+            if n.lower() in GENERIC_FAMILIES:
+                out.append(n.lower())
+                continue
+            family = self.resolve(n)
+            if family is None:
+                known = ", ".join(f.family for f in self.fonts() if f.bundled) or "none bundled"
+                raise ValueError(f"unknown font {n!r}: call list_fonts (bundled: {known}) or use a generic family")
+            out.append(family)
+        return ", ".join(out)

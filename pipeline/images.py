@@ -1,0 +1,103 @@
+"""Turning client-supplied image bytes into checked PIL images, and images into files.
+
+Every check a hostile input could trip (bad base64, non-images, truncated files,
+decompression bombs, formats we do not accept, paths outside the input folders)
+raises ``InputError`` with a message meant for the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+_DATA_URL_RE = re.compile(r"^data:image/[a-z+.-]+;base64,", re.IGNORECASE)
+
+
+class InputError(ValueError):
+    """A request problem the caller can fix; its message is shown to them as-is."""
+
+
+def decode_base64(data: str, field: str, max_bytes: int) -> bytes:
+    text = _DATA_URL_RE.sub("", data.strip(), count=1)
+    text = "".join(text.split())  # line-wrapped base64 is common
+    if len(text) * 3 // 4 > max_bytes:
+        raise InputError(f"{field} is larger than {max_bytes // (1024 * 1024)} MiB")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            raise InputError(f"{field} is not valid base64") from None
+    if not raw:
+        raise InputError(f"{field} is empty")
+    return raw
+
+
+def read_confined(path_text: str, field: str, input_dirs: list[Path], max_bytes: int) -> bytes:
+    """Read a file only if it resolves (symlinks followed) inside one of ``input_dirs``."""
+    if not input_dirs:
+        raise InputError(f"{field}: this server accepts no file paths (no input folders configured); send base64")
+    try:
+        path = Path(path_text).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise InputError(f"{field}: no such file in the input folders") from None
+    roots = [d.expanduser().resolve() for d in input_dirs]
+    if not any(path.is_relative_to(root) for root in roots) or not path.is_file():
+        raise InputError(f"{field}: path is outside the configured input folders")
+    if path.stat().st_size > max_bytes:
+        raise InputError(f"{field} is larger than {max_bytes // (1024 * 1024)} MiB")
+    return path.read_bytes()
+
+
+def load_image(raw: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Decode and fully load image bytes, refusing bombs, truncation and odd formats."""
+    Image.MAX_IMAGE_PIXELS = None  # we apply our own, stricter limit below
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw))
+            fmt = img.format
+            if fmt not in ACCEPTED_FORMATS:
+                raise InputError(f"{field}: format {fmt or 'unknown'} is not accepted; send PNG, JPEG or WebP")
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InputError(f"{field}: {w}x{h} is over the {max_pixels // 1_000_000} megapixel limit")
+            if min(w, h) < 16:
+                raise InputError(f"{field}: {w}x{h} is too small (16 px at least on each side)")
+            img.load()
+    except InputError:
+        raise
+    except Exception as exc:  # PIL raises many types for broken data
+        raise InputError(f"{field} is not a readable image ({type(exc).__name__})") from None
+    img = ImageOps.exif_transpose(img)
+    if img.mode not in ("RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+    return img
+
+
+def save_png(img: Image.Image, path: Path) -> Path:
+    """Write atomically so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    img.save(tmp, format="PNG", compress_level=1)
+    os.replace(tmp, path)
+    return path
+
+
+def save_preview(img: Image.Image, path: Path, max_side: int = 512) -> Path:
+    """A small JPEG for tool results (clients refuse results over 1 MiB)."""
+    preview = img.convert("RGB")
+    preview.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    tmp = path.with_suffix(".tmp")
+    preview.save(tmp, format="JPEG", quality=85, optimize=True)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,158 @@
+"""The text-layer renderer: one warm headless Chromium, locked down, reused across jobs.
+
+The HTML it renders may come from an LLM, so the page runs with JavaScript off, every
+network request aborted except ``data:`` URLs, content set with ``set_content`` (never a
+``file://`` navigation), and hard timeouts. Fonts come from fontconfig (the project's
+``fonts/`` folder is added to the system's), so no font request ever leaves the page.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+def fontconfig_file(fonts_dir: Path) -> Path:
+    """A fontconfig file that adds the bundled fonts to the system's."""
+    conf = Path(tempfile.gettempdir()) / f"adgen-fonts-{os.getuid()}.conf"
+    text = (
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        "  <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n"
+        f"  <dir>{fonts_dir.resolve()}</dir>\n</fontconfig>\n"
+    )
+    if not conf.exists() or conf.read_text() != text:
+        tmp = conf.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, conf)
+    return conf
+
+
+class TextRenderer:
+    """Owns a Playwright driver, one browser and one locked-down page; restarts them on failure."""
+
+    def __init__(self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0) -> None:
+        self.chromium_path = chromium_path
+        self.fonts_dir = fonts_dir
+        self.timeout_ms = int(timeout_s * 1000)
+        self._pw = None
+        self._browser = None
+        self._context = None
+        self._page = None
+        self._viewport: tuple[int, int] | None = None
+        self.launches = 0
+        self.blocked_requests = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._browser is not None and self._browser.is_connected():
+            return
+        from playwright.sync_api import sync_playwright
+
+        if self._pw is None:
+            self._pw = sync_playwright().start()
+        env = dict(os.environ, FONTCONFIG_FILE=str(fontconfig_file(self.fonts_dir)))
+        self._browser = self._pw.chromium.launch(
+            executable_path=self.chromium_path, args=CHROMIUM_FLAGS, env=env, timeout=self.timeout_ms * 2
+        )
+        self.launches += 1
+        self._context = None
+        self._page = None
+
+    def _ensure_page(self, width: int, height: int):
+        self.start()
+        if self._page is not None and not self._page.is_closed() and self._viewport == (width, height):
+            return self._page
+        if self._context is not None:
+            try:
+                self._context.close()
+            except Exception:
+                pass
+        self._context = self._browser.new_context(
+            java_script_enabled=False,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+            offline=False,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        self._context.set_default_timeout(self.timeout_ms)
+        self._context.route("**/*", self._gate)
+        self._page = self._context.new_page()
+        self._viewport = (width, height)
+        return self._page
+
+    def _gate(self, route, request) -> None:
+        if request.url.startswith("data:"):
+            route.continue_()
+        else:
+            self.blocked_requests += 1
+            route.abort("blockedbyclient")
+
+    def close(self) -> None:
+        for obj in (self._context, self._browser):
+            try:
+                if obj is not None:
+                    obj.close()
+            except Exception:
+                pass
+        try:
+            if self._pw is not None:
+                self._pw.stop()
+        except Exception:
+            pass
+        self._pw = self._browser = self._context = self._page = None
+
+    def kill_browser(self) -> None:
+        """Drop the browser (used after a failure or hang): the next render relaunches it."""
+        try:
+            if self._browser is not None:
+                self._browser.close()
+        except Exception:
+            pass
+        self._browser = self._context = self._page = None
+
+    # -- rendering ---------------------------------------------------------------------
+    def render(self, html: str, width: int, height: int) -> Image.Image:
+        """HTML -> RGBA image of exactly width x height with a transparent background."""
+        last: Exception | None = None
+        for attempt in range(2):  # one retry on a fresh browser if Chromium died or hung
+            started = time.monotonic()
+            try:
+                page = self._ensure_page(width, height)
+                page.set_content(html, wait_until="load", timeout=self.timeout_ms)
+                png = page.screenshot(
+                    type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled"
+                )
+                img = Image.open(io.BytesIO(png)).convert("RGBA")
+                if img.size != (width, height):
+                    img = img.resize((width, height))
+                return img
+            except Exception as exc:
+                last = exc
+                log.warning("render attempt %d failed after %.1fs: %s", attempt + 1, time.monotonic() - started, exc)
+                self.kill_browser()
+        raise RenderError(f"text layer could not be rendered: {type(last).__name__}: {str(last)[:200]}")

@@ -1,0 +1,201 @@
+"""Runs one job's stages in order inside the worker, writing artifacts and emitting events.
+
+The plan is decided up front from the request (start_step, text, analysis on/off) so the
+server can weight progress over exactly the stages that will run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.backends.base import Backend
+from pipeline.images import save_png, save_preview
+from pipeline.messages import Event, JobFinished, RunJob, StageFinished, StageProgress, StageStarted
+from pipeline.render.browser import TextRenderer
+from pipeline.schemas import GenerateRequest
+from pipeline.stages.composite import composite
+from pipeline.stages.design import DesignSpec, design_template
+
+log = logging.getLogger(__name__)
+
+STEP1_STAGES = ("segment", "background", "composite", "refine")
+STAGE_LABELS = {
+    "segment": "segmentation",
+    "background": "background_generation",
+    "composite": "compositing",
+    "refine": "refinement",
+    "analyze": "image_analysis",
+    "design": "html_design",
+    "render": "html_rendering",
+    "final": "final_composite",
+}
+STAGE_MESSAGES = {
+    "segment": "Cutting the product out of its photo...",
+    "background": "Generating the background scene...",
+    "composite": "Placing the product with shadows...",
+    "refine": "Harmonising the product with the scene...",
+    "analyze": "Analysing the image (space, colour, light, mood)...",
+    "design": "Designing the text layer (HTML/CSS)...",
+    "render": "Rendering the text layer in headless Chromium...",
+    "final": "Compositing the final ad...",
+}
+
+
+def step_of(stage: str) -> str:
+    return "step1_background" if stage in STEP1_STAGES else "step2_html_rendering"
+
+
+def plan_stages(req: GenerateRequest) -> tuple[str, ...]:
+    stages: list[str] = list(STEP1_STAGES) if req.start_step == 1 else []
+    if req.text_content is not None:
+        if req.use_qwen_analysis:
+            stages.append("analyze")
+        stages += ["design", "render", "final"]
+    elif req.start_step == 2:
+        stages.append("final")  # nothing to add: the given step 1 image becomes the final image
+    return tuple(stages)
+
+
+class JobStopped(Exception):
+    pass
+
+
+class JobRunner:
+    def __init__(
+        self,
+        backends: Callable[[GenerateRequest], Backend],
+        renderer: TextRenderer,
+        emit: Callable[[Event], None],
+        stop_requested: Callable[[str], bool],
+    ) -> None:
+        self._backends = backends
+        self._renderer = renderer
+        self._emit = emit
+        self._stop_requested = stop_requested
+
+    def run(self, cmd: RunJob) -> JobFinished:
+        job_dir = Path(cmd.job_dir)
+        info: dict[str, Any] = {}
+        try:
+            req = GenerateRequest.model_validate(cmd.request)
+            seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
+            info["seed"] = seed
+            backend = self._backends(req)
+            info["backend"] = backend.name
+            self._run_plan(cmd.job_id, job_dir, req, seed, backend, info)
+            return JobFinished(cmd.job_id, "completed", info=info)
+        except JobStopped:
+            return JobFinished(cmd.job_id, "stopped", "stopped on request", info=info)
+        except Exception as exc:  # the worker must survive any job
+            log.error("job %s failed:\n%s", cmd.job_id, traceback.format_exc())
+            reason = str(exc) if getattr(exc, "user_facing", False) else f"{type(exc).__name__}: {exc}"
+            return JobFinished(cmd.job_id, "failed", reason[:500], info=info)
+
+    def _run_plan(
+        self, job_id: str, job_dir: Path, req: GenerateRequest, seed: int, backend: Backend, info: dict[str, Any]
+    ) -> None:
+        plan = plan_stages(req)
+        state: dict[str, Any] = {}
+        if req.start_step == 2:
+            state["step1"] = Image.open(job_dir / "step1.png").convert("RGB")
+            state["mask"] = None
+        else:
+            state["photo"] = Image.open(job_dir / "product.png")
+            state["photo"].load()
+        width, height = req.width, req.height
+
+        for stage in plan:
+            self._check(job_id)
+            self._emit(StageStarted(job_id, stage, plan, STAGE_MESSAGES[stage]))
+            started = time.monotonic()
+            label = STAGE_LABELS[stage]
+
+            def on_step(fraction: float, sub: str, _stage: str = stage) -> None:
+                self._check(job_id)
+                self._emit(StageProgress(job_id, _stage, max(0.0, min(1.0, fraction)), sub))
+
+            artifacts: list[str] = []
+            if stage == "segment":
+                state["cutout"] = backend.segment(state["photo"], on_step)
+                artifacts.append(self._save(job_dir, "cutout.png", state["cutout"]))
+            elif stage == "background":
+                bg, hints = backend.background(
+                    req.bg_prompt, req.bg_negative_prompt, width, height, seed, req.guidance_scale, on_step
+                )
+                state["background"], state["hints"] = bg, hints
+                artifacts.append(self._save(job_dir, "background.png", bg))
+            elif stage == "composite":
+                hints = state["hints"]
+                comp, mask = composite(
+                    state["background"], state["cutout"], light_x=hints.get("light_x", 0.5),
+                    ground=hints.get("ground", 0.86),
+                )
+                state["composite"], state["mask"] = comp, mask
+                artifacts.append(self._save(job_dir, "composite.png", comp))
+                artifacts.append(self._save(job_dir, "mask.png", Image.fromarray(mask, "L")))
+            elif stage == "refine":
+                state["step1"] = backend.refine(
+                    state["composite"], state["mask"], req.bg_composition_prompt, req.bg_composition_negative_prompt,
+                    req.strength, req.guidance_scale, seed, on_step,
+                )
+                artifacts.append(self._save(job_dir, "step1.png", state["step1"]))
+                save_preview(state["step1"], job_dir / "preview.jpg")
+            elif stage == "analyze":
+                analysis = backend.analyze(state["step1"], state.get("mask"), on_step)
+                state["analysis"] = analysis
+                (job_dir / "analysis.json").write_text(json.dumps(analysis, ensure_ascii=False, indent=1))
+                artifacts.append("analysis.json")
+            elif stage == "design":
+                on_step(0.1, f"{label} (template)")
+                spec = DesignSpec(
+                    text=req.text_content or "", style_prompt=req.html_style_prompt, font_family=req.font_family,
+                    font_weight=req.font_weight, text_color=req.text_color, text_size=req.text_size,
+                    position=req.text_position, width=width, height=height,
+                )
+                design = design_template(spec, state.get("analysis"), state["step1"], state.get("mask"))
+                state["design"] = design
+                info.update(designer=design.designer, text_region=design.region, font_px=design.font_px)
+                (job_dir / "design.html").write_text(design.html)
+                artifacts.append("design.html")
+            elif stage == "render":
+                on_step(0.1, f"{label} (chromium)")
+                layer = self._renderer.render(state["design"].html, width, height)
+                state["text"] = layer
+                artifacts.append(self._save(job_dir, "text.png", layer))
+            elif stage == "final":
+                final = self._final(state)
+                artifacts.append(self._save(job_dir, "final.png", final))
+                save_preview(final, job_dir / "preview.jpg")
+            self._emit(StageFinished(job_id, stage, time.monotonic() - started, tuple(artifacts)))
+
+        if "final" not in plan:  # no copy: step 1 is the final image
+            self._save(job_dir, "final.png", state["step1"])
+
+    @staticmethod
+    def _final(state: dict[str, Any]) -> Image.Image:
+        base = state["step1"].convert("RGBA")
+        layer = state.get("text")
+        if layer is not None:
+            if layer.size != base.size:
+                layer = layer.resize(base.size, Image.Resampling.LANCZOS)
+            base = Image.alpha_composite(base, layer)
+        return base.convert("RGB")
+
+    @staticmethod
+    def _save(job_dir: Path, name: str, img: Image.Image) -> str:
+        save_png(img, job_dir / name)
+        return name
+
+    def _check(self, job_id: str) -> None:
+        if self._stop_requested(job_id):
+            raise JobStopped()
+

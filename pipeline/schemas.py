@@ -1,0 +1,240 @@
+"""Every request and response model, shared by the MCP tools and the REST routes.
+
+Field names and meanings follow the design document (sections 4.1 and 4.2) so clients
+written against it keep working; additions are marked as such in their descriptions.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.cssvalues import parse_font_family, validate_color
+
+JobState = Literal["pending", "running", "completed", "failed", "stopped"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
+
+# Base64 of the largest accepted image file (25 MiB) plus a little slack for a data: prefix.
+MAX_B64_CHARS = 36_000_000
+MAX_COPY_CHARS = 300
+MAX_PROMPT_CHARS = 2000
+
+FontWeight = Literal["normal", "bold", "lighter", "bolder", "100", "200", "300", "400", "500", "600", "700", "800", "900"]
+
+
+def _reject_control_chars(value: str | None, field: str, allow_newlines: bool) -> str | None:
+    if value is None:
+        return value
+    for ch in value:
+        if ch in "\n\t" and allow_newlines:
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
+            raise ValueError(f"{field} contains a control character (U+{ord(ch):04X})")
+    return value
+
+
+class GenerateRequest(BaseModel):
+    """One advertising image: a product photo plus a line of copy (design doc 4.1)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    start_step: Annotated[int, Field(ge=1, le=2)] = Field(
+        1, description="1 = full pipeline; 2 = resume from step 2 using step1_image (human-in-the-loop)."
+    )
+    product_image: str | None = Field(
+        None,
+        max_length=MAX_B64_CHARS,
+        description="Product photo as base64 (PNG, JPEG or WebP; a data: URL prefix is accepted). "
+        "Required when start_step is 1 unless product_image_path is given.",
+    )
+    product_image_path: str | None = Field(
+        None,
+        max_length=4096,
+        description="Addition: path to the product photo inside one of the server's configured input folders.",
+    )
+    text_content: str | None = Field(
+        None,
+        max_length=MAX_COPY_CHARS,
+        description="The ad copy to set in type. null skips step 2: the step 1 image is the final image.",
+    )
+    bg_prompt: str = Field(
+        "Wooden table in a cozy cafe, sunlight, realistic",
+        max_length=MAX_PROMPT_CHARS,
+        description="Scene for the generated background.",
+    )
+    bg_negative_prompt: str = Field(
+        "blurry, low quality, distorted",
+        max_length=MAX_PROMPT_CHARS,
+        description="What the background must avoid (diffusion backend; ignored by the draft backend).",
+    )
+    bg_composition_prompt: str = Field(
+        "A photorealistic object lying naturally on the surface, soft contact shadow",
+        max_length=MAX_PROMPT_CHARS,
+        description="Prompt for the refinement pass over the composite.",
+    )
+    bg_composition_negative_prompt: str = Field(
+        "floating, disconnected, unrealistic shadows",
+        max_length=MAX_PROMPT_CHARS,
+        description="What the refinement pass must avoid (diffusion backend; ignored by the draft backend).",
+    )
+    step1_image: str | None = Field(
+        None,
+        max_length=MAX_B64_CHARS,
+        description="Base64 step 1 result to resume from (required when start_step is 2).",
+    )
+    step1_image_path: str | None = Field(
+        None, max_length=4096, description="Addition: path form of step1_image, inside an input folder."
+    )
+    html_style_prompt: str = Field(
+        "Modern bold design with a soft drop shadow",
+        max_length=MAX_PROMPT_CHARS,
+        description="Style instructions for the text layer's HTML/CSS.",
+    )
+    use_qwen_analysis: bool = Field(True, description="Analyse the step 1 image before designing the text layer.")
+    font_family: str = Field(
+        "NanumSquare, sans-serif",
+        max_length=400,
+        description="CSS font-family list; each name must be a font from list_fonts or a generic family.",
+    )
+    font_weight: FontWeight = Field("bold", description="CSS font-weight.")
+    text_color: str | None = Field(
+        None,
+        description="CSS colour or linear-/radial-gradient, e.g. 'linear-gradient(45deg, #FFD700, #FFA500)'. "
+        "null = chosen automatically for contrast with the background.",
+    )
+    text_position: Literal["top", "center", "bottom", "auto"] = Field(
+        "auto", description="Where the copy goes; auto picks the freest region away from the product."
+    )
+    text_size: Annotated[int, Field(ge=8, le=400)] = Field(72, description="Font size in CSS pixels at 1024 px.")
+    use_llm_html: bool = Field(True, description="Let an LLM write the HTML/CSS (else the template designer).")
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = Field(0.6, description="Refinement strength (img2img).")
+    guidance_scale: Annotated[float, Field(ge=0.0, le=30.0)] = Field(3.5, description="Diffusion guidance scale.")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(None, description="null = random; reported back.")
+    test_mode: bool = Field(False, description="Use the fast CPU draft backend whatever the server default is.")
+    width: Annotated[int, Field(ge=256, le=2048, multiple_of=16)] = Field(1024, description="Addition: canvas width.")
+    height: Annotated[int, Field(ge=256, le=2048, multiple_of=16)] = Field(1024, description="Addition: canvas height.")
+
+    @field_validator("text_content")
+    @classmethod
+    def _copy_text(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        return _reject_control_chars(v, "text_content", allow_newlines=True)
+
+    @field_validator(
+        "bg_prompt", "bg_negative_prompt", "bg_composition_prompt", "bg_composition_negative_prompt", "html_style_prompt"
+    )
+    @classmethod
+    def _prompts(cls, v: str, info: Any) -> str:
+        return _reject_control_chars(v, info.field_name, allow_newlines=True) or ""
+
+    @field_validator("text_color")
+    @classmethod
+    def _color(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("", "auto") else validate_color(v)
+
+    @field_validator("font_family")
+    @classmethod
+    def _font(cls, v: str) -> str:
+        parse_font_family(v)
+        return v
+
+    @model_validator(mode="after")
+    def _inputs_for_step(self) -> GenerateRequest:
+        if self.start_step == 1:
+            if not (self.product_image or self.product_image_path):
+                raise ValueError("start_step 1 needs product_image (base64) or product_image_path")
+            if self.product_image and self.product_image_path:
+                raise ValueError("give product_image or product_image_path, not both")
+        else:
+            if not (self.step1_image or self.step1_image_path):
+                raise ValueError("start_step 2 needs step1_image (the step 1 result to resume from)")
+            if self.step1_image and self.step1_image_path:
+                raise ValueError("give step1_image or step1_image_path, not both")
+        return self
+
+    def public_parameters(self) -> dict[str, Any]:
+        """The request without image payloads, for status responses and logs."""
+        data = self.model_dump(exclude={"product_image", "step1_image"})
+        data["product_image"] = "<base64>" if self.product_image else None
+        data["step1_image"] = "<base64>" if self.step1_image else None
+        return data
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobState
+    queue_position: int | None = Field(None, description="0 = running next; null when already running.")
+
+
+class GpuInfo(BaseModel):
+    index: int
+    name: str
+    vram_used_mb: int
+    vram_total_mb: int
+    vram_percent: float
+    utilization: int | None = None
+
+
+class SystemMetrics(BaseModel):
+    cpu_percent: float
+    ram_used_gb: float
+    ram_total_gb: float
+    ram_percent: float
+    gpu_info: list[GpuInfo] = Field(default_factory=list)
+
+
+class StatusResponse(BaseModel):
+    """Job status (design doc 4.2). Result fields carry URIs/URLs, or base64 where asked for."""
+
+    job_id: str
+    status: JobState
+    progress_percent: int = Field(ge=0, le=100)
+    current_step: str | None = Field(None, description="step1_background or step2_html_rendering.")
+    sub_step: str | None = Field(None, description="Stage and inner step, e.g. 'background_generation (10/28)'.")
+    message: str = ""
+    elapsed_sec: float = 0.0
+    eta_seconds: float | None = Field(None, description="Whole job; negative = running over the estimate.")
+    step_eta_seconds: float | None = Field(None, description="Current stage; negative = running over.")
+    queue_position: int | None = Field(None, description="Addition: jobs ahead of this one while pending.")
+    error: str | None = Field(None, description="Addition: why the job failed or stopped.")
+    backend: str | None = Field(None, description="Addition: draft or diffusion.")
+    system_metrics: SystemMetrics | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    step1_result: str | None = None
+    step2_result: str | None = Field(None, description="The transparent text layer.")
+    final_result: str | None = None
+
+
+class StopResponse(BaseModel):
+    job_id: str
+    status: JobState
+    message: str
+
+
+class FontInfo(BaseModel):
+    id: str = Field(description="Use this (or family) in font_family.")
+    family: str
+    styles: list[str]
+    weights: list[int]
+    hangul: bool = Field(description="Covers the Hangul syllables block.")
+    bundled: bool = Field(description="Shipped in the project's fonts/ folder (else found on the system).")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    gpu_available: bool
+    worker_alive: bool
+    backend: str
+    queue_length: int
+    running_job: str | None = None
+
+
+class ResourcesResponse(BaseModel):
+    system_metrics: SystemMetrics
+    backend: str
+    worker_alive: bool
+    worker_pid: int | None = None
+    models: dict[str, Any] = Field(default_factory=dict, description="Model cache contents and precision.")

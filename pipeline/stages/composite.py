@@ -1,0 +1,82 @@
+"""Composite (CPU): product scaled and stood on a ground line, with contact and cast shadows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Placement:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def plan_placement(
+    canvas: tuple[int, int], product: tuple[int, int], ground: float = 0.86, max_h: float = 0.56, max_w: float = 0.5
+) -> Placement:
+    cw, ch = canvas
+    pw, ph = product
+    scale = min(ch * max_h / ph, cw * max_w / pw)
+    w, h = max(1, round(pw * scale)), max(1, round(ph * scale))
+    return Placement(x=(cw - w) // 2, y=round(ch * ground) - h, width=w, height=h)
+
+
+def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], light_x: float) -> np.ndarray:
+    """Shadow opacity (0..1) over the canvas: a tight contact shadow plus a soft cast shadow."""
+    cw, ch = canvas
+    shadow = np.zeros((ch, cw), np.float32)
+    # Contact shadow: a flat ellipse under the product's footprint.
+    cols = np.flatnonzero(alpha[-max(1, p.height // 20):].max(axis=0) > 0.3)
+    if len(cols):
+        foot_l, foot_r = p.x + cols.min(), p.x + cols.max()
+    else:
+        foot_l, foot_r = p.x, p.x + p.width
+    centre = ((foot_l + foot_r) // 2, p.y + p.height)
+    axes = (max(4, (foot_r - foot_l) // 2 + p.width // 12), max(3, p.height // 28))
+    contact = np.zeros_like(shadow)
+    cv2.ellipse(contact, centre, axes, 0, 0, 360, 1.0, -1)
+    contact = cv2.GaussianBlur(contact, (0, 0), sigmaX=max(2.0, p.height / 45))
+    # Cast shadow: the silhouette squashed onto the floor and sheared away from the light.
+    squash = 0.28
+    sh_h = max(1, round(p.height * squash))
+    flat = cv2.resize(alpha, (p.width, sh_h), interpolation=cv2.INTER_AREA)[::-1]
+    shear = (0.5 - light_x) * 1.6  # light on the left throws the shadow right
+    m = np.float32([[1, shear, 0], [0, 1, 0]])
+    pad = int(abs(shear) * sh_h) + 2
+    wide = cv2.warpAffine(np.pad(flat, ((0, 0), (pad, pad))), m, (p.width + 2 * pad, sh_h))
+    cast = np.zeros_like(shadow)
+    x0, y0 = p.x - pad, p.y + p.height - 2
+    xs, ys = max(0, x0), max(0, y0)
+    xe, ye = min(cw, x0 + wide.shape[1]), min(ch, y0 + wide.shape[0])
+    if xe > xs and ye > ys:
+        cast[ys:ye, xs:xe] = wide[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    fade = np.clip(1.0 - (np.arange(ch, dtype=np.float32) - (p.y + p.height)) / max(1, sh_h), 0, 1)[:, None]
+    cast = cv2.GaussianBlur(cast * fade, (0, 0), sigmaX=max(3.0, p.height / 30))
+    return np.clip(contact * 0.55 + cast * 0.35, 0, 0.75)
+
+
+def composite(
+    background: Image.Image, product: Image.Image, light_x: float = 0.5, ground: float = 0.86
+) -> tuple[Image.Image, np.ndarray]:
+    """Returns the composite (RGB) and the product's mask on the canvas (uint8, 255 = product)."""
+    canvas = background.size
+    p = plan_placement(canvas, product.size, ground=ground)
+    prod = product.convert("RGBA").resize((p.width, p.height), Image.Resampling.LANCZOS)
+    alpha = np.asarray(prod.getchannel("A"), np.float32) / 255.0
+
+    base = np.asarray(background.convert("RGB"), np.float32)
+    shadow = _shadow_layers(alpha, p, canvas, light_x)
+    base *= (1.0 - shadow)[..., None]
+
+    mask = np.zeros((canvas[1], canvas[0]), np.float32)
+    mask[p.y : p.y + p.height, p.x : p.x + p.width] = alpha
+    layer = np.zeros_like(base)
+    layer[p.y : p.y + p.height, p.x : p.x + p.width] = np.asarray(prod.convert("RGB"), np.float32)
+    out = base * (1 - mask[..., None]) + layer * mask[..., None]
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB"), (mask * 255).astype(np.uint8)

@@ -1,0 +1,91 @@
+"""Job folders on disk: request, status record and stage images, one folder per job.
+
+The folder is the job's durable state: after a restart, finished jobs are served from it
+and jobs that were in flight are marked failed. Images are plain PNG files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Files a client may fetch, by the name used in URIs and URLs.
+ARTIFACTS: dict[str, str] = {
+    "final.png": "image/png",
+    "step1.png": "image/png",
+    "text.png": "image/png",
+    "cutout.png": "image/png",
+    "background.png": "image/png",
+    "composite.png": "image/png",
+    "mask.png": "image/png",
+    "product.png": "image/png",
+    "preview.jpg": "image/jpeg",
+}
+
+
+class JobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not JOB_ID_RE.match(job_id):
+            raise KeyError(job_id)
+        return self.root / job_id
+
+    def artifact(self, job_id: str, name: str) -> Path | None:
+        """Path of a finished artifact, or None; never anything outside the job folder."""
+        if name not in ARTIFACTS:
+            return None
+        try:
+            path = self.job_dir(job_id) / name
+        except KeyError:
+            return None
+        return path if path.is_file() else None
+
+    def create(self, job_id: str) -> Path:
+        d = self.job_dir(job_id)
+        d.mkdir(parents=True, exist_ok=False)
+        return d
+
+    def write_record(self, job_id: str, record: dict[str, Any]) -> None:
+        d = self.job_dir(job_id)
+        tmp = d / "job.json.tmp"
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1, default=str))
+        os.replace(tmp, d / "job.json")
+
+    def load_all(self) -> list[dict[str, Any]]:
+        records = []
+        for d in self.root.iterdir():
+            if not JOB_ID_RE.match(d.name):
+                continue
+            try:
+                records.append(json.loads((d / "job.json").read_text()))
+            except (OSError, ValueError):
+                log.warning("skipping unreadable job folder %s", d)
+        return sorted(records, key=lambda r: r.get("created_at", 0))
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def prune(self, records: list[dict[str, Any]], keep: int, max_age_s: float | None = None) -> list[str]:
+        """Delete finished jobs beyond the newest ``keep`` (and older than max_age_s); return their ids."""
+        finished = [r for r in records if r.get("status") in ("completed", "failed", "stopped")]
+        finished.sort(key=lambda r: r.get("created_at", 0), reverse=True)
+        now = time.time()
+        doomed = [
+            r["job_id"] for i, r in enumerate(finished)
+            if i >= keep or (max_age_s is not None and now - r.get("created_at", now) > max_age_s)
+        ]
+        for job_id in doomed:
+            self.remove(job_id)
+        return doomed

@@ -1,0 +1,89 @@
+"""The worker process: the only owner of models, GPU memory and the warm browser.
+
+It is started once by the job manager (multiprocessing, spawn) and runs jobs one at a
+time from a command queue, reporting events on another. It exits when told to, or when
+its parent disappears, so a killed server never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+from multiprocessing.sharedctypes import SynchronizedString
+from typing import Any
+
+from pipeline.backends.base import Backend
+from pipeline.backends.draft import DraftBackend
+from pipeline.config import Settings
+from pipeline.messages import Event, RunJob, Shutdown, WorkerReady
+from pipeline.render.browser import TextRenderer
+from pipeline.runner import JobRunner
+from pipeline.schemas import GenerateRequest
+
+log = logging.getLogger("adgen.worker")
+
+
+class BackendRegistry:
+    """Chooses and keeps the backend instances (models stay loaded between jobs)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._draft = DraftBackend()
+        self.default = self._resolve_default()
+
+    def _resolve_default(self) -> str:
+        if self.settings.backend == "draft":
+            return "draft"
+        # The diffusion backend arrives with the model stages; until then say why we fall back.
+        log.warning("backend %r requested but the diffusion backend is not available: using draft", self.settings.backend)
+        return "draft"
+
+    def __call__(self, req: GenerateRequest) -> Backend:
+        return self._draft
+
+    def info(self) -> dict[str, Any]:
+        return {"default": self.default, **self._draft.info()}
+
+
+def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
+    os.setpgid(0, 0)  # lead a process group, so the server can reap the browser with us
+    os.dup2(2, 1)  # stdout may be the MCP stdio transport: nothing here may write to it
+    parent = os.getppid()
+
+    def emit(event: Event) -> None:
+        events.put(event)
+
+    def stop_requested(job_id: str) -> bool:
+        return stop_flag.value.decode() == job_id
+
+    backends = BackendRegistry(settings)
+    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s)
+    try:
+        renderer.start()  # warm: the first job should not pay for the browser launch
+    except Exception as exc:
+        log.error("chromium did not start (%s); will retry on first render", exc)
+    runner = JobRunner(backends, renderer, emit, stop_requested)
+    emit(WorkerReady(os.getpid(), {"backend": backends.info(), "renderer_launches": renderer.launches}))
+
+    try:
+        while True:
+            try:
+                cmd = commands.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    log.warning("server went away; worker exiting")
+                    return
+                continue
+            if isinstance(cmd, Shutdown):
+                return
+            if isinstance(cmd, RunJob):
+                emit(runner.run(cmd))
+    finally:
+        renderer.close()
