@@ -131,7 +131,7 @@ def design_template(
 html, body {{ margin: 0; width: {spec.width}px; height: {spec.height}px; background: transparent; overflow: hidden; }}
 .band {{ position: absolute; left: 0; top: {y0}px; width: {spec.width}px; height: {y1 - y0}px;
   display: flex; align-items: center; justify-content: center; }}
-.copy {{ max-width: {box_w}px; text-align: center; line-height: 1.15; word-break: keep-all; overflow-wrap: anywhere;
+.copy {{ max-width: {box_w}px; text-align: center; line-height: 1.15; word-break: keep-all; text-wrap: balance; overflow-wrap: anywhere;
   font-family: {css_font_stack(parse_font_family(spec.font_family))}, "Noto Color Emoji";
   font-weight: {spec.font_weight}; font-size: {font_px}px;
   {rules}; }}
