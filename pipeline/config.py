@@ -38,7 +38,7 @@ class Settings(BaseModel):
         description="Folders from which *_path request fields may read images; empty = paths refused.",
     )
     backend: Literal["draft", "auto", "diffusion"] = "draft"
-    queue_max: int = Field(16, ge=1, le=1000, description="Jobs waiting behind the running one.")
+    queue_max: int = Field(16, ge=1, le=1000, description="Jobs accepted at once (running + waiting).")
     chromium_path: str = Field(default_factory=_find_chromium)
     fonts_dir: Path = BUNDLED_FONTS_DIR
     render_timeout_s: float = Field(15.0, gt=0)

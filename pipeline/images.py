@@ -19,6 +19,8 @@ from PIL import Image, ImageOps
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 _DATA_URL_RE = re.compile(r"^data:image/[a-z+.-]+;base64,", re.IGNORECASE)
+_STANDARD_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_URLSAFE_RE = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 
 
 class InputError(ValueError):
@@ -31,12 +33,12 @@ def decode_base64(data: str, field: str, max_bytes: int) -> bytes:
     if len(text) * 3 // 4 > max_bytes:
         raise InputError(f"{field} is larger than {max_bytes // (1024 * 1024)} MiB")
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        try:
+        if _URLSAFE_RE.match(text) and not _STANDARD_RE.match(text):
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            raise InputError(f"{field} is not valid base64") from None
+        else:
+            raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{field} is not valid base64") from None
     if not raw:
         raise InputError(f"{field} is empty")
     return raw

@@ -342,8 +342,8 @@ class JobManager:
 
     # ---- requests ----------------------------------------------------------------------
     async def submit(self, req: GenerateRequest) -> JobAccepted:
-        pending = [j for j in self.queue if self.jobs[j].status == "pending"]
-        if len(pending) >= self.settings.queue_max:
+        in_flight = sum(self.jobs[j].status == "pending" for j in self.queue) + (self.running is not None)
+        if in_flight >= self.settings.queue_max:
             raise QueueFull(self.settings.queue_max, self.eta_until_free())
         font_family = await anyio.to_thread.run_sync(self._check_fonts, req.font_family)
         req = req.model_copy(update={"font_family": font_family})

@@ -1,0 +1,148 @@
+"""Shared fixtures: real job managers with real worker processes, real images, free ports."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mcp_server.server import build_server
+from pipeline.config import Settings
+from pipeline.jobs import JobManager
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "product.jpg"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def product_b64() -> str:
+    return base64.b64encode(EXAMPLE.read_bytes()).decode()
+
+
+def png_b64(img: Image.Image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def synthetic_product(kind: str, size: int = 512, bg: tuple[int, int, int] = (236, 236, 232)) -> tuple[Image.Image, np.ndarray]:
+    """A product photo on a plain backdrop and its true mask (for segmentation accuracy)."""
+    img = Image.new("RGB", (size, size), bg)
+    mask = Image.new("L", (size, size), 0)
+    d, m = ImageDraw.Draw(img), ImageDraw.Draw(mask)
+    s = size / 512
+    if kind == "bottle":
+        box = (180 * s, 150 * s, 330 * s, 440 * s)
+        d.rounded_rectangle(box, 30 * s, fill=(40, 90, 160)); m.rounded_rectangle(box, 30 * s, fill=255)
+        cap = (215 * s, 90 * s, 295 * s, 152 * s)
+        d.rectangle(cap, fill=(20, 20, 20)); m.rectangle(cap, fill=255)
+        label = (200 * s, 250 * s, 310 * s, 330 * s)
+        d.rectangle(label, fill=(250, 250, 250))  # a white label must not become a hole
+    elif kind == "box":
+        box = (120 * s, 200 * s, 400 * s, 420 * s)
+        d.rectangle(box, fill=(200, 60, 50)); m.rectangle(box, fill=255)
+    elif kind == "can":
+        box = (200 * s, 120 * s, 310 * s, 420 * s)
+        d.rounded_rectangle(box, 12 * s, fill=(30, 150, 90)); m.rounded_rectangle(box, 12 * s, fill=255)
+        d.ellipse((200 * s, 110 * s, 310 * s, 135 * s), fill=(180, 180, 185)); m.ellipse((200 * s, 110 * s, 310 * s, 135 * s), fill=255)
+    return img, np.asarray(mask) > 127
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", stop_grace_s=3.0)
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), stop_grace_s=3.0)
+
+
+@pytest.fixture(scope="module")
+async def manager(module_settings: Settings) -> AsyncIterator[JobManager]:
+    async with JobManager(module_settings) as m:
+        assert await m.wait_ready(60), "worker did not become ready"
+        yield m
+
+
+@pytest.fixture(scope="module")
+def server(manager: JobManager):
+    return build_server(manager)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m mcp_server`` on an HTTP transport, as a user would start it."""
+
+    def __init__(self, transport: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, ADGEN_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **(extra_env or {}))
+        self.log = open(data_dir.parent / f"server-{transport}-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mcp_server", "--transport", transport, "--port", str(self.port)],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                r = httpx.get(self.base + "/health", timeout=2)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become healthy")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def http_server_factory(tmp_path: Path) -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(transport: str = "streamable-http", data_dir: Path | None = None, **env: str) -> ServerProcess:
+        proc = ServerProcess(transport, data_dir or tmp_path / "data", env)
+        started.append(proc)
+        proc.wait_healthy()
+        return proc
+
+    yield start
+    for p in started:
+        p.stop()

@@ -1,0 +1,135 @@
+"""The job manager with real worker processes: crashes, forced stops, restarts, queue bounds, ETA."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import anyio
+import pytest
+
+from pipeline.config import Settings
+from pipeline.jobs import Job, JobManager, QueueFull
+from pipeline.schemas import GenerateRequest
+
+pytestmark = pytest.mark.anyio
+
+
+def _req(product_b64: str, copy: str = "copy", **kw) -> GenerateRequest:
+    return GenerateRequest(product_image=product_b64, text_content=copy, **kw)
+
+
+async def _wait_status(m: JobManager, job_id: str, states: set[str], timeout: float = 30) -> str:
+    with anyio.fail_after(timeout):
+        while (s := m.status(job_id, with_metrics=False).status) not in states:
+            await m.wait_for_change(job_id, 0.2)
+    return s
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: Settings, product_b64: str) -> None:
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        old_pid = m.worker.process.pid
+        job = await m.submit(_req(product_b64))
+        with anyio.fail_after(20):
+            while m.jobs[job.job_id].stage is None:
+                await anyio.sleep(0.01)
+        os.kill(old_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert await _wait_status(m, job.job_id, {"failed", "completed"}) == "failed"
+        assert time.monotonic() - killed_at < 2.0
+        st = m.status(job.job_id)
+        assert "worker process died" in st.error and "SIGKILL" in st.error
+        # The browser that worker owned went with it; a fresh worker runs the next job.
+        with anyio.fail_after(5):
+            while not _group_gone(old_pid):
+                await anyio.sleep(0.1)
+        nxt = await m.submit(_req(product_b64, "after the crash"))
+        assert await _wait_status(m, nxt.job_id, {"completed", "failed"}) == "completed"
+        assert m.worker.process.pid != old_pid and m.worker_restarts == 1
+
+
+async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: str) -> None:
+    settings = Settings(data_dir=tmp_path / "d", stop_grace_s=0.001)  # the worker cannot reach a safe point in time
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        old = m.worker.process
+        job = await m.submit(_req(product_b64))
+        with anyio.fail_after(20):
+            while m.jobs[job.job_id].stage is None:
+                await anyio.sleep(0.01)
+        res = await m.stop(job.job_id)
+        assert res.status == "stopped" and "grace period" in m.jobs[job.job_id].error
+        assert not old.is_alive() and old.exitcode is not None  # reaped, not a zombie
+        nxt = await m.submit(_req(product_b64, "next"))
+        assert await _wait_status(m, nxt.job_id, {"completed", "failed"}) == "completed"
+        # Late events of the killed job never relabel it.
+        assert m.status(job.job_id).status == "stopped"
+
+
+async def test_restart_serves_finished_jobs_and_fails_interrupted_ones(settings: Settings, product_b64: str) -> None:
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        done = await m.submit(_req(product_b64))
+        await _wait_status(m, done.job_id, {"completed"})
+        before = m.status(done.job_id)
+    # Fake a job that was running when the server died.
+    interrupted = Job(id="f" * 32, params={}, width=1024, height=1024, backend="draft", created_at=time.time(),
+                      status="running")
+    m.store.create(interrupted.id)
+    m.store.write_record(interrupted.id, interrupted.record())
+
+    async with JobManager(settings) as m2:
+        after = m2.status(done.job_id)
+        assert after.status == "completed" and after.final_result == before.final_result
+        assert after.parameters == before.parameters and after.progress_percent == 100
+        assert m2.store.artifact(done.job_id, "final.png").stat().st_size > 10_000
+        lost = m2.status("f" * 32)
+        assert lost.status == "failed" and lost.error == "interrupted by restart"
+
+
+async def test_queue_bound_keeps_order_and_refuses_clearly(tmp_path, product_b64: str) -> None:
+    settings = Settings(data_dir=tmp_path / "d", queue_max=16)
+    async with JobManager(settings) as m:
+        accepted, refused = [], []
+        for i in range(20):
+            try:
+                accepted.append((await m.submit(_req(product_b64, f"job {i}", width=256, height=256))).job_id)
+            except QueueFull as exc:
+                refused.append(exc)
+        assert len(accepted) == 16 and len(refused) == 4
+        assert "queue is full" in str(refused[0]) and refused[0].retry_after > 0
+        positions = [m.status(j).queue_position for j in accepted[1:]]
+        assert positions == list(range(15))
+        for j in accepted:
+            assert await _wait_status(m, j, {"completed", "failed", "stopped"}, timeout=120) == "completed"
+        finished = sorted(accepted, key=lambda j: m.jobs[j].created_at)
+        assert finished == accepted  # FIFO: every accepted job ran, none lost
+
+
+async def test_eta_counts_down_between_updates_and_goes_negative(settings: Settings) -> None:
+    m = JobManager(settings)  # no worker needed: progress and ETA are computed server-side
+    now = time.monotonic()
+    job = Job(id="a" * 32, params={}, width=1024, height=1024, backend="diffusion", created_at=time.time(),
+              status="running", plan=("segment", "background", "composite"), stage="background",
+              stage_started=now - 10, started_mono=now - 18, done={"segment": 8.0})
+    m.jobs[job.id] = job
+    first = m.status(job.id, with_metrics=False)
+    await anyio.sleep(0.3)
+    second = m.status(job.id, with_metrics=False)
+    assert second.eta_seconds < first.eta_seconds and second.step_eta_seconds < first.step_eta_seconds
+    assert first.step_eta_seconds == pytest.approx(260 - 10, abs=0.5)
+    assert second.progress_percent >= first.progress_percent > 0
+    job.stage_started = now - 400  # the stage overran its estimate
+    over = m.status(job.id, with_metrics=False)
+    assert over.step_eta_seconds < 0 and over.progress_percent < 100
+    assert over.current_step == "step1_background" and over.sub_step == job.sub_step

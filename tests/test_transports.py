@@ -1,0 +1,82 @@
+"""The server as users run it: a real subprocess over stdio, streamable HTTP and SSE."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+async def _run_job(client: Client, product_b64: str, copy: str) -> dict:
+    progress: list[float] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append(p)
+
+    result = await client.call_tool(
+        "generate_ad", {"product_image": product_b64, "text_content": copy, "seed": 5}, progress_callback=on_progress
+    )
+    assert not result.is_error, result.content
+    assert progress and progress == sorted(set(progress)) and progress[-1] == 100
+    st = result.structured_content
+    assert st["status"] == "completed"
+    blob = (await client.read_resource(st["final_result"])).contents[0].blob
+    assert base64.b64decode(blob)[:8] == b"\x89PNG\r\n\x1a\n"
+    return st
+
+
+async def test_stdio(tmp_path: Path, product_b64: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server"], cwd=str(REPO),
+        env=dict(os.environ, ADGEN_DATA_DIR=str(tmp_path / "data")),
+    )
+    async with Client(params, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "generate_ad" in names
+        await _run_job(client, product_b64, "stdio 전송")
+        bad = await client.call_tool("generate_ad", {"product_image": "@@@", "text_content": "x"})
+        assert bad.is_error and "base64" in bad.content[0].text
+        await _run_job(client, product_b64, "still serving")
+
+
+async def test_streamable_http_and_rest(http_server_factory, product_b64: str) -> None:
+    srv = http_server_factory("streamable-http")
+    async with Client(f"{srv.base}/mcp", mode="legacy") as client:
+        st = await _run_job(client, product_b64, "streamable HTTP")
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        health = (await http.get("/health")).json()
+        assert health["worker_alive"] and health["gpu_available"] is False
+        rest = (await http.get(f"/status/{st['job_id']}")).json()
+        assert rest["status"] == "completed" and rest["final_result"] == f"/jobs/{st['job_id']}/final.png"
+        img = await http.get(rest["final_result"])
+        assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+        b64 = (await http.get(f"/status/{st['job_id']}", params={"images": "base64"})).json()
+        assert base64.b64decode(b64["final_result"]) == img.content
+        assert (await http.get("/jobs/" + st["job_id"] + "/..%2Fjob.json")).status_code == 404
+        assert (await http.get("/status/nope")).status_code == 404
+        bad = await http.post("/generate", json={"product_image": product_b64, "strength": 9})
+        assert bad.status_code == 422 and "strength" in bad.json()["detail"]
+        garbage = await http.post("/generate", content=b"{not json", headers={"content-type": "application/json"})
+        assert garbage.status_code == 422
+        ok = await http.post("/generate", json={"product_image": product_b64, "text_content": "REST"})
+        assert ok.status_code == 200 and ok.json()["job_id"]
+        fonts = (await http.get("/fonts")).json()
+        assert any(f["family"] == "NanumSquare" for f in fonts)
+        assert (await http.get("/resources")).json()["worker_alive"]
+
+
+async def test_sse(http_server_factory, product_b64: str) -> None:
+    srv = http_server_factory("sse")
+    async with Client(sse_client(f"{srv.base}/sse"), mode="legacy") as client:
+        assert {t.name for t in (await client.list_tools()).tools} >= {"generate_ad", "get_status"}
+        await _run_job(client, product_b64, "SSE")
