@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,9 +15,11 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, ResourceLink, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
+from pipeline.design.llm import Sampler
+from pipeline.design.prompt import DesignPrompt
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.schemas import TERMINAL_STATES, FontInfo, GenerateRequest, ResourcesResponse, StatusResponse, StopResponse
@@ -68,19 +71,50 @@ def status_result(manager: JobManager, st: StatusResponse, with_preview: bool) -
     return CallToolResult(content=content, structured_content=st.model_dump(mode="json"))
 
 
-async def follow_job(manager: JobManager, ctx: Context, job_id: str, wait_s: float) -> StatusResponse:
-    """Wait up to wait_s for the job, sending a progress notification whenever progress rises."""
+def sampler_for(ctx: Context) -> Sampler | None:
+    """Ask the calling client's own model for the design, when the client offers sampling."""
+    caps = ctx.client_capabilities
+    if caps is None or caps.sampling is None:
+        return None
+
+    async def sample(prompt: DesignPrompt) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sampling is deprecated in the 2026-07-28 protocol, not in ours
+            result = await ctx.session.create_message(
+                [SamplingMessage(role="user", content=TextContent(text=prompt.user))],
+                max_tokens=prompt.max_tokens, system_prompt=prompt.system, related_request_id=ctx.request_id,
+            )
+        content = result.content
+        return content.text if isinstance(content, TextContent) else ""
+
+    return sample
+
+
+async def follow_job(
+    manager: JobManager, ctx: Context, job_id: str, wait_s: float, sampler: Sampler | None = None
+) -> StatusResponse:
+    """Wait up to wait_s for the job, sending a progress notification whenever progress rises.
+
+    While this call is open the job may borrow the client's model (MCP sampling) for its design.
+    """
     deadline = anyio.current_time() + wait_s
     last = -1
-    while True:
-        st = manager.status(job_id, with_metrics=False)
-        if st.progress_percent > last:
-            last = st.progress_percent
-            await ctx.report_progress(st.progress_percent, 100, st.sub_step or st.message)
-        remaining = deadline - anyio.current_time()
-        if st.status in TERMINAL_STATES or remaining <= 0:
-            return manager.status(job_id)
-        await manager.wait_for_change(job_id, min(0.5, remaining))
+    sampler = sampler or sampler_for(ctx)
+    if sampler is not None:
+        manager.samplers[job_id] = sampler
+    try:
+        while True:
+            st = manager.status(job_id, with_metrics=False)
+            if st.progress_percent > last:
+                last = st.progress_percent
+                await ctx.report_progress(st.progress_percent, 100, st.sub_step or st.message)
+            remaining = deadline - anyio.current_time()
+            if st.status in TERMINAL_STATES or remaining <= 0:
+                return manager.status(job_id)
+            await manager.wait_for_change(job_id, min(0.5, remaining))
+    finally:
+        if sampler is not None and manager.samplers.get(job_id) is sampler:
+            del manager.samplers[job_id]
 
 
 def _request_signature() -> inspect.Signature:
@@ -123,11 +157,12 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
             req = GenerateRequest(**kwargs)
         except ValidationError as exc:
             raise ToolError(describe_validation(exc)) from None
+        sampler = sampler_for(ctx)  # registered before the job can reach its design stage
         try:
-            accepted = await manager.submit(req)
+            accepted = await manager.submit(req, sampler=sampler)
         except (InputError, QueueFull) as exc:
             raise ToolError(str(exc)) from None
-        st = await follow_job(manager, ctx, accepted.job_id, wait_s)
+        st = await follow_job(manager, ctx, accepted.job_id, wait_s, sampler)
         return status_result(manager, st, with_preview=True)
 
     sig = _request_signature()

@@ -45,6 +45,8 @@ class Settings(BaseModel):
     stop_grace_s: float = Field(5.0, gt=0, description="Cooperative stop deadline before the worker is killed.")
     max_image_bytes: int = Field(25 * 1024 * 1024, description="Largest decoded input image file.")
     max_image_pixels: int = Field(40_000_000, description="Largest input image in pixels (decompression bombs).")
+    anthropic_model: str = "claude-sonnet-5"
+    llm_timeout_s: float = Field(90.0, gt=0, description="Longest wait for an LLM designer's answer.")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
 
     @classmethod
@@ -65,6 +67,10 @@ class Settings(BaseModel):
             values["render_timeout_s"] = float(v)
         if v := env.get("ADGEN_STOP_GRACE"):
             values["stop_grace_s"] = float(v)
+        if v := env.get("ADGEN_ANTHROPIC_MODEL"):
+            values["anthropic_model"] = v
+        if v := env.get("ADGEN_LLM_TIMEOUT"):
+            values["llm_timeout_s"] = float(v)
         if v := env.get("ADGEN_KEEP_JOBS"):
             values["keep_jobs"] = int(v)
         values.update(overrides)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,17 @@ def _fc_list(conf: Path, pattern: str, fmt: str) -> list[str]:
     return out.stdout.splitlines()
 
 
+@lru_cache(maxsize=256)
+def _cmap(path: str) -> frozenset[str]:
+    from fontTools.ttLib import TTCollection, TTFont
+
+    try:
+        fonts = TTCollection(path, lazy=True).fonts if path.lower().endswith((".ttc", ".otc")) else [TTFont(path, lazy=True)]
+        return frozenset(chr(cp) for font in fonts[:1] for cp in font.getBestCmap() or {})
+    except Exception:
+        return frozenset()
+
+
 def font_id(family: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", family.lower()).strip("-")
 
@@ -44,6 +56,29 @@ def font_id(family: str) -> str:
 class FontCatalog:
     def __init__(self, fonts_dir: Path) -> None:
         self.fonts_dir = fonts_dir.resolve()
+
+    @lru_cache(maxsize=1)
+    def files(self) -> dict[str, tuple[str, ...]]:
+        """Family -> font files (kept server-side: list_fonts never shows paths)."""
+        out: dict[str, list[str]] = {}
+        for line in _fc_list(fontconfig_file(self.fonts_dir), ":", "%{family[0]}|%{file}\n"):
+            family, _, file = line.partition("|")
+            if family and file:
+                out.setdefault(family, []).append(file)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def missing_glyphs(self, text: str, families: list[str] | None = None) -> list[str]:
+        """Characters of ``text`` that no font covers (``families`` first, then every installed font,
+        as Chromium's per-character fallback does). Joiners and variation selectors are skipped."""
+        wanted = {ch for ch in text if unicodedata.category(ch) not in ("Cf", "Mn", "Me", "Zs", "Cc", "Zl", "Zp")}
+        files = self.files()
+        order = [f for fam in (families or []) for f in files.get(fam, ())]
+        order += [f for fs in files.values() for f in fs if f not in order]
+        for file in order:
+            if not wanted:
+                break
+            wanted -= _cmap(file)
+        return sorted(wanted)
 
     @lru_cache(maxsize=1)
     def fonts(self) -> tuple[FontInfo, ...]:

@@ -25,7 +25,11 @@ import anyio.abc
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
 from pipeline.images import InputError, decode_base64, load_image, read_confined, save_png
+from pipeline.design.llm import LLMDesigners, Sampler
+from pipeline.design.prompt import DesignPrompt
 from pipeline.messages import (
+    DesignAnswer,
+    DesignNeeded,
     Event,
     JobFinished,
     RunJob,
@@ -200,6 +204,9 @@ class JobManager:
         self.worker_restarts = 0
         self._tg: anyio.abc.TaskGroup | None = None
         self._metrics: tuple[float, SystemMetrics] | None = None
+        self.designers = LLMDesigners(settings.anthropic_model, settings.llm_timeout_s)
+        # MCP sampling callbacks of tool calls that are still waiting on their job.
+        self.samplers: dict[str, Sampler] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> JobManager:
@@ -289,6 +296,10 @@ class JobManager:
             job.done[ev.stage] = ev.seconds
             job.stage_fraction = 1.0
             self.stats.record(job.backend, job.width, job.height, ev.stage, ev.seconds)
+        elif isinstance(ev, DesignNeeded):
+            assert self._tg is not None
+            job.sub_step = "html_design (asking the LLM)"
+            self._tg.start_soon(self._design, ev, self.worker)
         elif isinstance(ev, JobFinished):
             job.info.update(ev.info)
             if "seed" in ev.info:
@@ -299,6 +310,15 @@ class JobManager:
             return
         self._refresh_progress(job, now)
         job.touch()
+
+    async def _design(self, ev: DesignNeeded, handle: WorkerHandle | None) -> None:
+        prompt = DesignPrompt(ev.system, ev.user, ev.max_tokens)
+        answer = await self.designers.answer(prompt, self.samplers.get(ev.job_id))
+        job = self.jobs.get(ev.job_id)
+        if job is not None and answer.source != "none":
+            job.message = f"Text layer designed by {answer.source.replace('_', ' ')}"
+        if handle is self.worker and handle is not None and handle.alive():
+            handle.commands.put(DesignAnswer(ev.job_id, answer.text, answer.source, answer.note))
 
     def _dispatch(self) -> None:
         if self.running is not None or self.worker is None or not self.worker.alive():
@@ -328,6 +348,7 @@ class JobManager:
         job.elapsed_final = job.elapsed(now)
         job.status, job.error = status, error
         job.stage = None
+        self.samplers.pop(job.id, None)
         if status == "completed":
             job.progress, job.message = 100, "Done"
         else:
@@ -341,11 +362,11 @@ class JobManager:
             self.jobs.pop(job_id, None)
 
     # ---- requests ----------------------------------------------------------------------
-    async def submit(self, req: GenerateRequest) -> JobAccepted:
+    async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
         in_flight = sum(self.jobs[j].status == "pending" for j in self.queue) + (self.running is not None)
         if in_flight >= self.settings.queue_max:
             raise QueueFull(self.settings.queue_max, self.eta_until_free())
-        font_family = await anyio.to_thread.run_sync(self._check_fonts, req.font_family)
+        font_family = await anyio.to_thread.run_sync(self._check_fonts, req.font_family, req.text_content)
         req = req.model_copy(update={"font_family": font_family})
         job_id = uuid.uuid4().hex
         await anyio.to_thread.run_sync(self._save_inputs, job_id, req)
@@ -355,16 +376,25 @@ class JobManager:
             backend=backend, created_at=time.time(), request=req, plan=plan_stages(req),
         )
         self.jobs[job_id] = job
+        if sampler is not None:
+            self.samplers[job_id] = sampler
         self.store.write_record(job_id, job.record())
         self.queue.append(job_id)
         self._dispatch()
         return JobAccepted(job_id=job_id, status=job.status, queue_position=self._queue_position(job))
 
-    def _check_fonts(self, value: str) -> str:
+    def _check_fonts(self, value: str, text: str | None) -> str:
+        """Normalise font_family to known families and make sure every character can be drawn."""
         try:
-            return self.fonts.check_family_list(value)
+            family_list = self.fonts.check_family_list(value)
         except ValueError as exc:
             raise InputError(f"font_family: {exc}") from None
+        if text:
+            missing = self.fonts.missing_glyphs(text, [f.strip() for f in family_list.split(",")])
+            if missing:
+                shown = ", ".join(f"U+{ord(c):04X}" for c in missing[:8])
+                raise InputError(f"text_content has characters no installed font can draw: {shown}")
+        return family_list
 
     def _save_inputs(self, job_id: str, req: GenerateRequest) -> None:
         s = self.settings
@@ -496,6 +526,7 @@ class JobManager:
             eta_seconds=None if eta is None else round(eta, 1),
             step_eta_seconds=None if step_eta is None else round(step_eta, 1),
             queue_position=position, error=job.error, backend=job.backend,
+            designer=job.info.get("designer"), design_note=job.info.get("design_note") or None,
             system_metrics=self.metrics() if with_metrics else None, parameters=job.params, **out,
         )
 

@@ -24,7 +24,15 @@ class Shutdown:
     pass
 
 
-Command = RunJob | Shutdown
+@dataclass(frozen=True)
+class DesignAnswer:
+    job_id: str
+    text: str | None  # raw LLM answer (untrusted), None = no LLM answer
+    source: str
+    note: str = ""
+
+
+Command = RunJob | Shutdown | DesignAnswer
 
 
 # ---- events (worker -> server) ---------------------------------------------------------
@@ -59,6 +67,16 @@ class StageFinished:
 
 
 @dataclass(frozen=True)
+class DesignNeeded:
+    """The worker asks the server's LLM designers (MCP sampling / Anthropic) for HTML."""
+
+    job_id: str
+    system: str
+    user: str
+    max_tokens: int
+
+
+@dataclass(frozen=True)
 class JobFinished:
     job_id: str
     status: Literal["completed", "failed", "stopped"]
@@ -66,4 +84,4 @@ class JobFinished:
     info: dict[str, Any] = field(default_factory=dict)  # e.g. the seed actually used
 
 
-Event = WorkerReady | StageStarted | StageProgress | StageFinished | JobFinished
+Event = WorkerReady | StageStarted | StageProgress | StageFinished | DesignNeeded | JobFinished

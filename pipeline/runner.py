@@ -12,18 +12,34 @@ import secrets
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from pipeline.backends.base import Backend
 from pipeline.images import save_png, save_preview
-from pipeline.messages import Event, JobFinished, RunJob, StageFinished, StageProgress, StageStarted
+from pipeline.cssvalues import css_font_stack, parse_font_family
+from pipeline.design.prompt import build_prompt
+from pipeline.design.sanitize import build_document, contains_copy, sanitize_html
+from pipeline.messages import (
+    Command,
+    DesignAnswer,
+    DesignNeeded,
+    Event,
+    JobFinished,
+    RunJob,
+    StageFinished,
+    StageProgress,
+    StageStarted,
+)
 from pipeline.render.browser import TextRenderer
 from pipeline.schemas import GenerateRequest
 from pipeline.stages.composite import composite
-from pipeline.stages.design import DesignSpec, design_template
+from pipeline.stages.design import Design, DesignSpec, design_template
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +64,15 @@ STAGE_MESSAGES = {
     "render": "Rendering the text layer in headless Chromium...",
     "final": "Compositing the final ad...",
 }
+
+
+def covers(layer: Image.Image, mask: np.ndarray | None, tolerance: float = 0.002) -> bool:
+    """Whether a text layer's ink lands on the product (mask grown by a small margin)."""
+    if mask is None or not (mask > 127).any():
+        return False
+    grown = cv2.dilate((mask > 127).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    ink = np.asarray(layer.getchannel("A")) > 32
+    return (ink & grown).sum() > tolerance * grown.sum()
 
 
 def step_of(stage: str) -> str:
@@ -76,11 +101,15 @@ class JobRunner:
         renderer: TextRenderer,
         emit: Callable[[Event], None],
         stop_requested: Callable[[str], bool],
+        receive: Callable[[float], Command | None],
+        answer_timeout: float,
     ) -> None:
         self._backends = backends
         self._renderer = renderer
         self._emit = emit
         self._stop_requested = stop_requested
+        self._receive = receive
+        self._answer_timeout = answer_timeout
 
     def run(self, cmd: RunJob) -> JobFinished:
         job_dir = Path(cmd.job_dir)
@@ -155,22 +184,20 @@ class JobRunner:
                 (job_dir / "analysis.json").write_text(json.dumps(analysis, ensure_ascii=False, indent=1))
                 artifacts.append("analysis.json")
             elif stage == "design":
-                on_step(0.1, f"{label} (template)")
                 spec = DesignSpec(
                     text=req.text_content or "", style_prompt=req.html_style_prompt, font_family=req.font_family,
                     font_weight=req.font_weight, text_color=req.text_color, text_size=req.text_size,
                     position=req.text_position, width=width, height=height,
                 )
-                design = design_template(spec, state.get("analysis"), state["step1"], state.get("mask"))
-                state["design"] = design
-                info.update(designer=design.designer, text_region=design.region, font_px=design.font_px)
-                (job_dir / "design.html").write_text(design.html)
+                template = design_template(spec, state.get("analysis"), state["step1"], state.get("mask"))
+                state["template"] = template
+                state["design"] = self._design(job_id, req, template, state, on_step, info)
+                (job_dir / "design.html").write_text(state["design"].html)
                 artifacts.append("design.html")
             elif stage == "render":
                 on_step(0.1, f"{label} (chromium)")
-                layer = self._renderer.render(state["design"].html, width, height)
-                state["text"] = layer
-                artifacts.append(self._save(job_dir, "text.png", layer))
+                state["text"] = self._render(req, state, info)
+                artifacts.append(self._save(job_dir, "text.png", state["text"]))
             elif stage == "final":
                 final = self._final(state)
                 artifacts.append(self._save(job_dir, "final.png", final))
@@ -179,6 +206,69 @@ class JobRunner:
 
         if "final" not in plan:  # no copy: step 1 is the final image
             self._save(job_dir, "final.png", state["step1"])
+
+    def _design(
+        self, job_id: str, req: GenerateRequest, template: Design, state: dict[str, Any],
+        on_step: Callable[[float, str], None], info: dict[str, Any],
+    ) -> Design:
+        """An LLM's design when one answers usably, else the template (with a note saying why)."""
+        info.update(designer="template", text_region=template.region, font_px=template.font_px)
+        if not req.use_llm_html:
+            info["design_note"] = "use_llm_html is false: template designer"
+            return template
+        mask = state.get("mask")
+        bbox = None
+        if mask is not None and (mask > 127).any():
+            ys, xs = np.nonzero(mask > 127)
+            bbox = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+        prompt = build_prompt(
+            text=req.text_content or "", style=req.html_style_prompt,
+            font_stack=css_font_stack(parse_font_family(req.font_family)), weight=req.font_weight,
+            color=req.text_color, size_px=template.font_px, position=req.text_position, region=template.region,
+            width=req.width, height=req.height, analysis=state.get("analysis"), product_bbox=bbox,
+        )
+        on_step(0.2, "html_design (asking the LLM)")
+        self._emit(DesignNeeded(job_id, prompt.system, prompt.user, prompt.max_tokens))
+        answer = self._await_answer(job_id)
+        if answer is None:
+            note = "no answer from the LLM designers in time"
+        elif answer.text is None:
+            note = answer.note or "no LLM available"
+        else:
+            try:
+                clean = sanitize_html(answer.text)
+            except ValueError as exc:
+                note = f"{answer.source}: {exc}"
+            else:
+                if contains_copy(clean.text, req.text_content or ""):
+                    if clean.removed:
+                        info["design_removed"] = list(clean.removed)
+                    info.update(designer=answer.source, design_note=answer.note)
+                    return replace(template, html=build_document(clean, req.width, req.height),
+                                   designer=answer.source)
+                note = f"{answer.source} answer did not contain the ad copy"
+        info["design_note"] = f"{note}: template designer used"
+        return template
+
+    def _await_answer(self, job_id: str) -> DesignAnswer | None:
+        deadline = time.monotonic() + self._answer_timeout
+        while time.monotonic() < deadline:
+            self._check(job_id)
+            cmd = self._receive(0.25)
+            if isinstance(cmd, DesignAnswer) and cmd.job_id == job_id:
+                return cmd
+        return None
+
+    def _render(self, req: GenerateRequest, state: dict[str, Any], info: dict[str, Any]) -> Image.Image:
+        design: Design = state["design"]
+        layer = self._renderer.render(design.html, req.width, req.height)
+        mask = state.get("mask")
+        if design.designer != "template" and req.text_position == "auto" and covers(layer, mask):
+            # The LLM's layout landed on the product, which auto placement must never do.
+            info.update(designer="template", design_note=f"{design.designer} layout covered the product: template used")
+            state["design"] = state["template"]
+            layer = self._renderer.render(state["template"].html, req.width, req.height)
+        return layer
 
     @staticmethod
     def _final(state: dict[str, Any]) -> Image.Image:

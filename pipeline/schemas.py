@@ -201,6 +201,9 @@ class StatusResponse(BaseModel):
     queue_position: int | None = Field(None, description="Addition: jobs ahead of this one while pending.")
     error: str | None = Field(None, description="Addition: why the job failed or stopped.")
     backend: str | None = Field(None, description="Addition: draft or diffusion.")
+    designer: str | None = Field(None, description="Addition: who designed the text layer "
+                                 "(mcp_sampling, anthropic or template).")
+    design_note: str | None = Field(None, description="Addition: why the template was used, or what was removed.")
     system_metrics: SystemMetrics | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     step1_result: str | None = None

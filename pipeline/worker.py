@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.backends.base import Backend
 from pipeline.backends.draft import DraftBackend
 from pipeline.config import Settings
-from pipeline.messages import Event, RunJob, Shutdown, WorkerReady
+from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerReady
 from pipeline.render.browser import TextRenderer
 from pipeline.runner import JobRunner
 from pipeline.schemas import GenerateRequest
@@ -69,7 +69,18 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         renderer.start()  # warm: the first job should not pay for the browser launch
     except Exception as exc:
         log.error("chromium did not start (%s); will retry on first render", exc)
-    runner = JobRunner(backends, renderer, emit, stop_requested)
+    def receive(timeout: float) -> Command | None:
+        try:
+            cmd = commands.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(cmd, Shutdown):
+            commands.put(cmd)  # handled by the main loop once this job has stopped
+            raise SystemExit(0)
+        return cmd
+
+    # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
+    runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5)
     emit(WorkerReady(os.getpid(), {"backend": backends.info(), "renderer_launches": renderer.launches}))
 
     try:

@@ -1,0 +1,60 @@
+"""The prompt for an LLM designer, following the design doc's structure (sections 8.2-8.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.stages.analyze import region_bounds
+
+SYSTEM_PROMPT = """You are a senior advertising typographer. You write the text layer of an ad as ONE
+self-contained HTML document that is rendered on a transparent canvas and composited over a photo.
+Rules: no JavaScript, no images, no external URLs or @import, no @font-face (the fonts you are given
+are installed). Keep html and body transparent. Position the copy absolutely in pixels inside the
+canvas. Use CSS for colour, gradients (background-clip: text), shadows and letter-spacing.
+Answer with the HTML document only."""
+
+
+@dataclass(frozen=True)
+class DesignPrompt:
+    system: str
+    user: str
+    max_tokens: int = 2048
+
+
+def build_prompt(
+    *, text: str, style: str, font_stack: str, weight: str, color: str | None, size_px: int, position: str,
+    region: str, width: int, height: int, analysis: dict[str, Any] | None, product_bbox: list[int] | None,
+) -> DesignPrompt:
+    y0, y1 = region_bounds(region, height)
+    if analysis:
+        lines = [
+            "[Image analysis]",
+            f"- Overall scene: {analysis.get('overall', '')}",
+            f"- Colour/material: {analysis.get('color_material', '')}",
+            f"- Lighting/mood: {analysis.get('lighting_mood', '')}",
+            f"- Spatial layout: {analysis.get('spatial', '')}",
+        ]
+    else:
+        lines = ["[Image analysis]", "- Not analysed for this job (use_qwen_analysis is false)."]
+    avoid = (
+        f"- The product occupies x {product_bbox[0]}-{product_bbox[2]}, y {product_bbox[1]}-{product_bbox[3]}: "
+        "keep every letter out of that box." if product_bbox else "- Product position unknown."
+    )
+    user = "\n".join([
+        "Write the HTML text layer for this ad, in harmony with the background described below.",
+        "",
+        *lines,
+        "",
+        "[Ad]",
+        f"- Copy (use exactly this text, line breaks may move): \"{text}\"",
+        f"- Style hint: {style}",
+        f"- font-family: {font_stack}; font-weight: {weight}; base size about {size_px}px",
+        f"- Text colour: {color or 'choose one with strong contrast against the background region'}",
+        "",
+        "[Canvas]",
+        f"- {width}x{height} px, transparent background.",
+        f"- Place the copy inside the {region} band: y from {y0}px to {y1}px ({position} requested).",
+        avoid,
+    ])
+    return DesignPrompt(system=SYSTEM_PROMPT, user=user)
