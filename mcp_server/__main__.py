@@ -11,7 +11,7 @@ import anyio
 
 from mcp_server.server import build_server
 from pipeline.config import Settings
-from pipeline.jobs import JobManager
+from pipeline.jobs import JobManager, StartupError
 
 log = logging.getLogger("adgen")
 
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         anyio.run(serve, args, settings)
     except KeyboardInterrupt:
         pass
+    except StartupError as exc:
+        log.error("%s", exc)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from mcp_server.openapi import openapi_document
 from mcp_server.tools import describe_validation
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
@@ -18,6 +21,7 @@ from pipeline.schemas import GenerateRequest
 from pipeline.store import ARTIFACTS
 
 MAX_BODY = 40 * 1024 * 1024
+DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -80,7 +84,24 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
         path = manager.store.artifact(request.path_params["job_id"], name)
         if path is None:
             return _error(404, "no such image")
-        return FileResponse(path, media_type=ARTIFACTS[name], headers={"Cache-Control": "no-store"})
+        # Artifacts are written once (atomically) and never change: let browsers cache them.
+        return FileResponse(path, media_type=ARTIFACTS[name], headers={"Cache-Control": "private, max-age=86400"})
+
+    @route("/jobs", methods=["GET"])
+    async def jobs(request: Request) -> Response:
+        try:
+            limit = max(1, min(200, int(request.query_params.get("limit", 50))))
+        except ValueError:
+            return _error(422, "limit must be an integer")
+        return JSONResponse([s.model_dump(mode="json") for s in manager.list_jobs(limit)])
+
+    @route("/dashboard", methods=["GET"])
+    async def dashboard(request: Request) -> Response:
+        return HTMLResponse(DASHBOARD.read_text(encoding="utf-8"))
+
+    @route("/openapi.json", methods=["GET"])
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
 
     @route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
@@ -97,7 +118,5 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
         return _dump(manager.resources())
 
 
-def _b64(path: Any) -> str:
-    import base64
-
+def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()

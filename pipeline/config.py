@@ -48,6 +48,11 @@ class Settings(BaseModel):
     anthropic_model: str = "claude-sonnet-5"
     llm_timeout_s: float = Field(90.0, gt=0, description="Longest wait for an LLM designer's answer.")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
+    keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
+    vram_check: Literal["warn", "refuse", "off"] = Field(
+        "warn", description="At start-up with a GPU backend: warn or refuse when free VRAM is under min_free_vram_gb."
+    )
+    min_free_vram_gb: float = Field(22.0, ge=0, description="The design doc's L4 figure.")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -73,6 +78,12 @@ class Settings(BaseModel):
             values["llm_timeout_s"] = float(v)
         if v := env.get("ADGEN_KEEP_JOBS"):
             values["keep_jobs"] = int(v)
+        if v := env.get("ADGEN_KEEP_DAYS"):
+            values["keep_days"] = float(v)
+        if v := env.get("ADGEN_VRAM_CHECK"):
+            values["vram_check"] = v
+        if v := env.get("ADGEN_MIN_FREE_VRAM_GB"):
+            values["min_free_vram_gb"] = float(v)
         values.update(overrides)
         return cls(**values)
 

@@ -68,6 +68,10 @@ class QueueFull(RuntimeError):
         self.retry_after = retry_after
 
 
+class StartupError(RuntimeError):
+    pass
+
+
 class JobNotFound(KeyError):
     def __str__(self) -> str:
         return f"no job with id {self.args[0]!r}"
@@ -210,7 +214,9 @@ class JobManager:
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> JobManager:
+        self._check_vram()
         self._load_from_disk()
+        self._prune()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self.worker = await anyio.to_thread.run_sync(WorkerHandle, self.settings)
@@ -233,6 +239,22 @@ class JobManager:
             while not (self.worker and self.worker.ready):
                 await anyio.sleep(0.05)
         return bool(self.worker and self.worker.ready)
+
+    def _check_vram(self) -> None:
+        """The design doc's start-up guard: enough free VRAM for the models, or warn / refuse."""
+        s = self.settings
+        if s.backend == "draft" or s.vram_check == "off":
+            return
+        gpus = self.metrics().gpu_info
+        free_gb = max(((g.vram_total_mb - g.vram_used_mb) / 1024 for g in gpus), default=0.0)
+        if free_gb >= s.min_free_vram_gb:
+            return
+        problem = (f"{free_gb:.1f} GB of VRAM free, {s.min_free_vram_gb:g} GB wanted" if gpus
+                   else "no NVIDIA GPU found (NVML)")
+        if s.vram_check == "refuse":
+            raise StartupError(f"refusing to start the {s.backend} backend: {problem} "
+                               "(set ADGEN_VRAM_CHECK=warn to start anyway)")
+        log.warning("%s backend: %s; models will be offloaded or the draft backend used", s.backend, problem)
 
     def _load_from_disk(self) -> None:
         for record in self.store.load_all():
@@ -358,7 +380,8 @@ class JobManager:
         self._prune()
 
     def _prune(self) -> None:
-        for job_id in self.store.prune([j.record() for j in self.jobs.values()], self.settings.keep_jobs):
+        records = [j.record() for j in self.jobs.values()]
+        for job_id in self.store.prune(records, self.settings.keep_jobs, self.settings.keep_days * 86400):
             self.jobs.pop(job_id, None)
 
     # ---- requests ----------------------------------------------------------------------
