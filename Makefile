@@ -3,20 +3,29 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+FULL := $(VENV)/.installed-full
 
-.PHONY: setup system demo test serve bench clean
+.PHONY: setup setup-full system demo test serve bench clean
 
-setup: system $(STAMP)
+# The demo needs no torch (CPU draft backend); the tests also build tiny real models.
+setup: system $(BASE)
+setup-full: system $(FULL)
 
 system:
 	@bash scripts/install-system.sh
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	@touch $(STAMP)
+
+$(BASE): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	@touch $(BASE)
+
+$(FULL): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[test,models]'
+	@touch $(FULL) $(BASE)
 
 demo: setup
 	$(VENV)/bin/adgen generate examples/product.jpg \
@@ -24,7 +33,7 @@ demo: setup
 		--prompt "Wooden table in a cozy cafe, warm sunlight" \
 		--seed 7 --out out/demo_ad.png --data-dir out/data
 
-test: setup
+test: setup-full
 	$(PY) -m pytest -q
 
 serve: setup

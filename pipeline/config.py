@@ -6,7 +6,9 @@ the worker process receives the same object (it is picklable), so both sides agr
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +49,25 @@ class Settings(BaseModel):
     max_image_pixels: int = Field(40_000_000, description="Largest input image in pixels (decompression bombs).")
     anthropic_model: str = "claude-sonnet-5"
     llm_timeout_s: float = Field(90.0, gt=0, description="Longest wait for an LLM designer's answer.")
+    # ---- model stages (diffusion backend) ----
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hugging Face id or local folder.")
+    flux_profile: Literal["auto", "dev", "schnell"] = Field("auto", description="Step/guidance defaults.")
+    flux_steps: int | None = Field(None, ge=1, le=200, description="Override the profile's step count.")
+    true_cfg_scale: float = Field(
+        1.0, ge=1.0, le=20.0, description="> 1 enables FLUX true CFG, which is what makes negative prompts work."
+    )
+    seg_model: str = "ZhengPeng7/BiRefNet"
+    seg_input_size: int = Field(1024, ge=64, le=2048)
+    vlm_model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    vlm_max_pixels: int = Field(512 * 28 * 28, ge=4 * 28 * 28)
+    vlm_max_new_tokens: int = Field(96, ge=1, le=1024)
+    vram_budget_gb: float | None = Field(None, ge=0, description="Model cache budget; None = free VRAM minus reserve.")
+    vram_reserve_gb: float = Field(2.0, ge=0)
+    offline: bool = Field(False, description="Never reach the hub (HF_HUB_OFFLINE=1 also turns this on).")
+    inject_faults: list[str] = Field(
+        default_factory=list, description="Testing only: e.g. 'oom@background' raises CUDA OOM in that stage."
+    )
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
     keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
     vram_check: Literal["warn", "refuse", "off"] = Field(
@@ -56,8 +77,25 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
+        """Defaults < config file (ADGEN_CONFIG, TOML or JSON) < environment < explicit overrides."""
         env = os.environ
         values: dict[str, object] = {}
+        if path := env.get("ADGEN_CONFIG"):
+            text = Path(path).read_text()
+            values.update(tomllib.loads(text) if path.endswith(".toml") else json.loads(text))
+        for name in ("flux_model", "flux_profile", "seg_model", "vlm_model", "device"):
+            if v := env.get(f"ADGEN_{name.upper()}"):
+                values[name] = v
+        for name in ("flux_steps", "seg_input_size", "vlm_max_pixels", "vlm_max_new_tokens"):
+            if v := env.get(f"ADGEN_{name.upper()}"):
+                values[name] = int(v)
+        for name in ("true_cfg_scale", "vram_budget_gb", "vram_reserve_gb"):
+            if v := env.get(f"ADGEN_{name.upper()}"):
+                values[name] = float(v)
+        if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or env.get("ADGEN_OFFLINE") == "1":
+            values["offline"] = True
+        if v := env.get("ADGEN_INJECT_FAULTS"):
+            values["inject_faults"] = [f for f in v.split(",") if f]
         if v := env.get("ADGEN_DATA_DIR"):
             values["data_dir"] = Path(v)
         if v := env.get("ADGEN_INPUT_DIRS"):

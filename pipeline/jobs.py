@@ -323,7 +323,11 @@ class JobManager:
             job.sub_step = "html_design (asking the LLM)"
             self._tg.start_soon(self._design, ev, self.worker)
         elif isinstance(ev, JobFinished):
-            job.info.update(ev.info)
+            info = dict(ev.info)
+            if "models" in info and self.worker is not None:
+                self.worker.info["backend"] = info.pop("models")  # live cache contents for get_resources
+            info.pop("fatal", None)
+            job.info.update(info)
             if "seed" in ev.info:
                 job.params["seed"] = ev.info["seed"]
             self._finish(job, ev.status, ev.error)
@@ -393,7 +397,7 @@ class JobManager:
         req = req.model_copy(update={"font_family": font_family})
         job_id = uuid.uuid4().hex
         await anyio.to_thread.run_sync(self._save_inputs, job_id, req)
-        backend = "draft"  # the only backend until the diffusion stages land
+        backend = "draft" if req.test_mode else self.default_backend()
         job = Job(
             id=job_id, params=req.public_parameters(), width=req.width, height=req.height,
             backend=backend, created_at=time.time(), request=req, plan=plan_stages(req),
@@ -405,6 +409,12 @@ class JobManager:
         self.queue.append(job_id)
         self._dispatch()
         return JobAccepted(job_id=job_id, status=job.status, queue_position=self._queue_position(job))
+
+    def default_backend(self) -> str:
+        """The backend the worker resolved (auto -> draft or diffusion), once it has said so."""
+        if self.worker is not None and self.worker.ready:
+            return str(self.worker.info.get("backend", {}).get("default", "draft"))
+        return "draft" if self.settings.backend == "auto" else self.settings.backend
 
     def _check_fonts(self, value: str, text: str | None) -> str:
         """Normalise font_family to known families and make sure every character can be drawn."""
@@ -562,12 +572,12 @@ class JobManager:
         gpu = bool(self.metrics().gpu_info)
         return HealthResponse(
             status="ok" if alive else "degraded", gpu_available=gpu, worker_alive=alive,
-            backend=self.settings.backend, queue_length=len(self.queue), running_job=self.running,
+            backend=self.default_backend(), queue_length=len(self.queue), running_job=self.running,
         )
 
     def resources(self) -> ResourcesResponse:
         w = self.worker
         return ResourcesResponse(
-            system_metrics=self.metrics(), backend=self.settings.backend, worker_alive=bool(w and w.alive()),
+            system_metrics=self.metrics(), backend=self.default_backend(), worker_alive=bool(w and w.alive()),
             worker_pid=w.process.pid if w else None, models=(w.info if w else {}),
         )

@@ -127,6 +127,8 @@ class JobRunner:
         except Exception as exc:  # the worker must survive any job
             log.error("job %s failed:\n%s", cmd.job_id, traceback.format_exc())
             reason = str(exc) if getattr(exc, "user_facing", False) else f"{type(exc).__name__}: {exc}"
+            if getattr(exc, "fatal", False):
+                info["fatal"] = True  # the worker exits after reporting; the server starts a fresh one
             return JobFinished(cmd.job_id, "failed", reason[:500], info=info)
 
     def _run_plan(

@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import sys
+from dataclasses import replace
 from multiprocessing.sharedctypes import SynchronizedString
 from typing import Any
 
@@ -27,25 +28,47 @@ log = logging.getLogger("adgen.worker")
 
 
 class BackendRegistry:
-    """Chooses and keeps the backend instances (models stay loaded between jobs)."""
+    """Chooses the backend for each job and keeps backend instances (models stay cached between jobs)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._draft = DraftBackend()
-        self.default = self._resolve_default()
+        self._diffusion: Backend | None = None
+        self.default, self.reason = self._resolve_default()
+        log.info("default backend: %s (%s)", self.default, self.reason)
 
-    def _resolve_default(self) -> str:
-        if self.settings.backend == "draft":
-            return "draft"
-        # The diffusion backend arrives with the model stages; until then say why we fall back.
-        log.warning("backend %r requested but the diffusion backend is not available: using draft", self.settings.backend)
-        return "draft"
+    def _resolve_default(self) -> tuple[str, str]:
+        wanted = self.settings.backend
+        if wanted == "draft":
+            return "draft", "configured"
+        try:
+            import diffusers  # noqa: F401
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            return "draft", f"{wanted} requested but the model packages are missing ({exc.name}): pip install 'adgen[models]'"
+        if wanted == "diffusion":
+            return "diffusion", "configured"
+        if not torch.cuda.is_available():
+            return "draft", "auto: no CUDA device"
+        from pipeline.models.loader import weights_resolvable
+
+        ok, why = weights_resolvable(self.settings)
+        return ("diffusion", f"auto: CUDA present, {why}") if ok else ("draft", f"auto: {why}")
 
     def __call__(self, req: GenerateRequest) -> Backend:
-        return self._draft
+        if req.test_mode or self.default == "draft":
+            return self._draft
+        if self._diffusion is None:
+            from pipeline.backends.diffusion import DiffusionBackend
+
+            self._diffusion = DiffusionBackend(self.settings)
+        return self._diffusion
 
     def info(self) -> dict[str, Any]:
-        return {"default": self.default, **self._draft.info()}
+        active = self._diffusion.info() if self._diffusion is not None else (
+            {"backend": "diffusion", "loaded": False} if self.default == "diffusion" else self._draft.info())
+        return {"default": self.default, "reason": self.reason, **active}
 
 
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
@@ -95,6 +118,10 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
             if isinstance(cmd, Shutdown):
                 return
             if isinstance(cmd, RunJob):
-                emit(runner.run(cmd))
+                result = runner.run(cmd)
+                emit(replace(result, info={**result.info, "models": backends.info()}))
+                if result.info.get("fatal"):
+                    log.error("device error poisoned this process; exiting so the server starts a fresh worker")
+                    os._exit(70)
     finally:
         renderer.close()

@@ -22,6 +22,9 @@ from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
 
+# Tests never reach the Hugging Face hub: every model they load is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "product.jpg"
 ARTIFACTS = REPO / "test-artifacts"
