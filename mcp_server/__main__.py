@@ -9,6 +9,9 @@ from pathlib import Path
 
 import anyio
 
+from mcp.server.transport_security import TransportSecuritySettings
+
+from mcp_server.security import GuardMiddleware, local_host_patterns
 from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager, StartupError
@@ -27,6 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def transport_security(host: str, settings: Settings) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection when bound to loopback (plus any extra allowed hosts)."""
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts:
+        return None  # bound to a public interface on purpose: Host headers vary; use ADGEN_TOKEN
+    hosts = local_host_patterns() + settings.allowed_hosts
+    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     async with JobManager(settings) as manager:
         server = build_server(manager)
@@ -35,13 +47,16 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             return
         import uvicorn
 
+        security = transport_security(args.host, settings)
         if args.transport == "sse":
-            app = server.sse_app(host=args.host)
+            app = server.sse_app(host=args.host, transport_security=security)
         else:
-            app = server.streamable_http_app(host=args.host)
-        log.info("serving %s on http://%s:%d", args.transport, args.host, args.port)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
-                                timeout_graceful_shutdown=5)
+            app = server.streamable_http_app(host=args.host, transport_security=security)
+        guarded = GuardMiddleware(app, settings.token, security.allowed_hosts if security else None)
+        log.info("serving %s on http://%s:%d%s", args.transport, args.host, args.port,
+                 " (bearer token required)" if settings.token else "")
+        config = uvicorn.Config(guarded, host=args.host, port=args.port, log_level=args.log_level.lower(),
+                                timeout_graceful_shutdown=5, lifespan="on")
         await uvicorn.Server(config).serve()
 
 

@@ -45,7 +45,7 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
         try:
             data = json.loads(body)
             req = GenerateRequest.model_validate(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             detail = describe_validation(exc) if isinstance(exc, ValidationError) else "body is not valid JSON"
             return _error(422, detail)
         try:

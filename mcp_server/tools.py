@@ -71,6 +71,12 @@ def status_result(manager: JobManager, st: StatusResponse, with_preview: bool) -
     return CallToolResult(content=content, structured_content=st.model_dump(mode="json"))
 
 
+def _raw_arguments(ctx: Context) -> dict[str, Any]:
+    params = getattr(ctx.request_context, "params", None) or {}
+    args = params.get("arguments") if hasattr(params, "get") else None
+    return args if isinstance(args, dict) else {}
+
+
 def sampler_for(ctx: Context) -> Sampler | None:
     """Ask the calling client's own model for the design, when the client offers sampling."""
     caps = ctx.client_capabilities
@@ -153,6 +159,9 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
     async def generate_ad(**kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs.pop("ctx")
         wait_s = float(kwargs.pop("wait_seconds", DEFAULT_WAIT_S))
+        unknown = sorted(set(_raw_arguments(ctx)) - set(GenerateRequest.model_fields) - {"wait_seconds"})
+        if unknown:  # the SDK drops them silently; an agent should learn its mistake instead
+            raise ToolError(f"invalid request: unknown argument(s) {', '.join(unknown)[:200]}; see the input schema")
         try:
             req = GenerateRequest(**kwargs)
         except ValidationError as exc:

@@ -68,6 +68,8 @@ class Settings(BaseModel):
     inject_faults: list[str] = Field(
         default_factory=list, description="Testing only: e.g. 'oom@background' raises CUDA OOM in that stage."
     )
+    token: str | None = Field(None, description="Bearer token for the HTTP transports, REST and dashboard.")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
     keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
     vram_check: Literal["warn", "refuse", "off"] = Field(
@@ -94,6 +96,10 @@ class Settings(BaseModel):
                 values[name] = float(v)
         if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or env.get("ADGEN_OFFLINE") == "1":
             values["offline"] = True
+        if v := env.get("ADGEN_TOKEN"):
+            values["token"] = v
+        if v := env.get("ADGEN_ALLOWED_HOSTS"):
+            values["allowed_hosts"] = [h for h in v.split(",") if h]
         if v := env.get("ADGEN_INJECT_FAULTS"):
             values["inject_faults"] = [f for f in v.split(",") if f]
         if v := env.get("ADGEN_DATA_DIR"):

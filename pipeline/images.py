@@ -62,7 +62,6 @@ def read_confined(path_text: str, field: str, input_dirs: list[Path], max_bytes:
 
 def load_image(raw: bytes, field: str, max_pixels: int) -> Image.Image:
     """Decode and fully load image bytes, refusing bombs, truncation and odd formats."""
-    Image.MAX_IMAGE_PIXELS = None  # we apply our own, stricter limit below
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -78,6 +77,8 @@ def load_image(raw: bytes, field: str, max_pixels: int) -> Image.Image:
             img.load()
     except InputError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{field}: over the {max_pixels // 1_000_000} megapixel limit") from None
     except Exception as exc:  # PIL raises many types for broken data
         raise InputError(f"{field} is not a readable image ({type(exc).__name__})") from None
     img = ImageOps.exif_transpose(img)

@@ -324,8 +324,9 @@ class JobManager:
             self._tg.start_soon(self._design, ev, self.worker)
         elif isinstance(ev, JobFinished):
             info = dict(ev.info)
-            if "models" in info and self.worker is not None:
-                self.worker.info["backend"] = info.pop("models")  # live cache contents for get_resources
+            live = info.pop("worker", None)
+            if live and self.worker is not None:
+                self.worker.info.update(live)  # cache contents, renderer launches: for get_resources
             info.pop("fatal", None)
             job.info.update(info)
             if "seed" in ev.info:

@@ -119,7 +119,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
                 return
             if isinstance(cmd, RunJob):
                 result = runner.run(cmd)
-                emit(replace(result, info={**result.info, "models": backends.info()}))
+                live = {"backend": backends.info(), "renderer_launches": renderer.launches}
+                emit(replace(result, info={**result.info, "worker": live}))
                 if result.info.get("fatal"):
                     log.error("device error poisoned this process; exiting so the server starts a fresh worker")
                     os._exit(70)

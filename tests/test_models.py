@@ -209,3 +209,19 @@ def test_auto_backend_falls_back_to_draft_without_cuda(tmp_path: Path, tiny_mode
 
     reg = BackendRegistry(model_settings(tmp_path, tiny_models, backend="auto"))
     assert reg.default == "draft" and "no CUDA" in reg.reason
+
+
+@pytest.mark.anyio
+async def test_poisoned_cuda_context_restarts_the_worker(tmp_path, tiny_models, product_b64) -> None:
+    async with JobManager(model_settings(tmp_path, tiny_models, inject_faults=["poison@background"])) as m:
+        assert await m.wait_ready()
+        pid = m.worker.process.pid
+        job = await m.submit(req(product_b64))
+        assert await wait_done(m, job.job_id) == "failed"
+        assert "illegal memory access" in m.status(job.job_id).error
+        with anyio.fail_after(30):
+            while m.worker_restarts == 0 or not m.worker.ready:
+                await anyio.sleep(0.1)
+        assert m.worker.process.pid != pid
+        ok = await m.submit(req(product_b64, test_mode=True))
+        assert await wait_done(m, ok.job_id) == "completed"

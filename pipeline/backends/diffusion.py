@@ -76,6 +76,8 @@ class DiffusionBackend:
     def _fault(self, stage: str) -> None:
         if f"oom@{stage}" in self.settings.inject_faults:
             raise torch.cuda.OutOfMemoryError(f"injected CUDA out of memory in {stage}")
+        if f"poison@{stage}" in self.settings.inject_faults:
+            raise RuntimeError(f"CUDA error: an illegal memory access was encountered (injected in {stage})")
 
     def _with_oom_retry(self, stage: str, keep: str, fn: Callable[[], T]) -> T:
         for attempt in range(OOM_RETRIES + 1):

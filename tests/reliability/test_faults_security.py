@@ -1,0 +1,105 @@
+"""Faults (browser killed mid-flight, clients that vanish) and the HTTP security guards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import anyio
+import httpx
+import psutil
+import pytest
+from mcp import Client
+
+from pipeline.config import Settings
+from pipeline.jobs import JobManager
+from pipeline.schemas import GenerateRequest
+
+pytestmark = pytest.mark.anyio
+
+
+def _chromium_pids(worker_pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(worker_pid).children(recursive=True) if "chrom" in p.name().lower()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+async def _done(m: JobManager, job_id: str) -> str:
+    with anyio.fail_after(60):
+        while (s := m.status(job_id, with_metrics=False).status) not in ("completed", "failed", "stopped"):
+            await m.wait_for_change(job_id, 0.2)
+    return s
+
+
+async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: str) -> None:
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        first = await m.submit(GenerateRequest(product_image=product_b64, text_content="before"))
+        assert await _done(m, first.job_id) == "completed"
+        pids = _chromium_pids(m.worker.process.pid)
+        assert pids, "the warm browser should be running"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        second = await m.submit(GenerateRequest(product_image=product_b64, text_content="after the kill"))
+        assert await _done(m, second.job_id) == "completed"
+        assert m.resources().models["renderer_launches"] >= 2
+        assert set(_chromium_pids(m.worker.process.pid)).isdisjoint(pids)
+
+
+async def test_http_client_that_disconnects_mid_wait(http_server_factory, product_b64: str) -> None:
+    srv = http_server_factory("streamable-http")
+    with anyio.move_on_after(0.5):  # the client goes away while generate_ad is still waiting
+        async with Client(srv.base + "/mcp", mode="legacy") as client:
+            await client.call_tool("generate_ad", {"product_image": product_b64, "text_content": "bye"})
+    jobs = httpx.get(srv.base + "/jobs").json()
+    assert len(jobs) == 1
+    job_id = jobs[0]["job_id"]
+    for _ in range(100):
+        st = httpx.get(f"{srv.base}/status/{job_id}").json()
+        if st["status"] != "running" and st["status"] != "pending":
+            break
+        time.sleep(0.1)
+    assert st["status"] == "completed"  # the job went on and stays queryable
+    async with Client(srv.base + "/mcp", mode="legacy") as client:
+        again = await client.call_tool("get_status", {"job_id": job_id})
+    assert again.structured_content["final_result"].endswith("final.png")
+
+
+async def test_bearer_token_guards_mcp_rest_and_dashboard(http_server_factory) -> None:
+    srv = http_server_factory("streamable-http", ADGEN_TOKEN="s3cret-token")
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        assert (await http.get("/health")).status_code == 200  # open for container health checks
+        for path in ("/resources", "/fonts", "/jobs", "/dashboard", "/openapi.json", "/status/" + "0" * 32):
+            r = await http.get(path)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), path
+        assert (await http.post("/generate", json={})).status_code == 401
+        assert (await http.get("/resources", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (await http.get("/resources", headers={"Authorization": "Bearer s3cret-token"})).status_code == 200
+        assert (await http.get("/dashboard?token=s3cret-token")).status_code == 200
+        r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                            headers={"accept": "application/json, text/event-stream"})
+        assert r.status_code == 401
+    with pytest.raises(Exception):
+        async with Client(srv.base + "/mcp", mode="legacy") as client:
+            await client.list_tools()
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    http_client = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}, timeout=30)
+    async with Client(streamable_http_client(srv.base + "/mcp", http_client=http_client), mode="legacy") as client:
+        assert "generate_ad" in {t.name for t in (await client.list_tools()).tools}
+
+
+async def test_loopback_bind_and_dns_rebinding_protection(http_server_factory) -> None:
+    srv = http_server_factory("streamable-http")
+    listening = {c.laddr.ip for c in psutil.Process(srv.proc.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        for path in ("/resources", "/dashboard", "/mcp"):
+            r = await http.get(path, headers={"Host": "evil.example:8000"})
+            assert r.status_code == 421, path
+        ok = await http.get("/resources", headers={"Host": f"localhost:{srv.port}"})
+        assert ok.status_code == 200
