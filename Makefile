@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
+INSPECTOR := .tools/node_modules/.bin/mcp-inspector
 
 .PHONY: setup setup-full system demo test serve bench clean
 
 # The demo needs no torch (CPU draft backend); the tests also build tiny real models.
 setup: system $(BASE)
-setup-full: system $(FULL)
+setup-full: system $(FULL) $(INSPECTOR)
 
 system:
 	@bash scripts/install-system.sh
@@ -26,6 +27,11 @@ $(BASE): pyproject.toml | $(VENV)/bin/python
 $(FULL): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[test,models]'
 	@touch $(FULL) $(BASE)
+
+# The MCP Inspector CLI (npm), which the tests drive against the stdio server.
+$(INSPECTOR):
+	@command -v npm >/dev/null || { echo "npm missing: the Inspector test will fail"; exit 0; }
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error @modelcontextprotocol/inspector@2.12.0
 
 demo: setup
 	$(VENV)/bin/adgen generate examples/product.jpg \

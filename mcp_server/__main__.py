@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", type=Path, help="job folders and statistics (env ADGEN_DATA_DIR)")
     p.add_argument("--backend", choices=["draft", "auto", "diffusion"], help="env ADGEN_BACKEND; default draft")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=os.environ.get("ADGEN_LOG_LEVEL", "INFO"), help="env ADGEN_LOG_LEVEL")
     return p.parse_args(argv)
 
 
