@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 CORPUS = [
@@ -21,14 +23,9 @@ def byte_level_bpe(vocab_size: int = 400, end_of_word: str | None = None) -> tup
         end_of_word_suffix=end_of_word or "", show_progress=False,
     )
     tok.train_from_iterator(CORPUS, trainer)
-    state = tok.model
-    vocab = tok.get_vocab()
-    import json
-
     merges = json.loads(tok.to_str())["model"]["merges"]
     pairs = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
-    del state
-    return vocab, pairs
+    return tok.get_vocab(), pairs
 
 
 def unigram(vocab_size: int = 300) -> list[tuple[str, float]]:
@@ -38,6 +35,4 @@ def unigram(vocab_size: int = 300) -> list[tuple[str, float]]:
         vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
     )
     tok.train_from_iterator(CORPUS, trainer)
-    import json
-
     return [(t, float(s)) for t, s in json.loads(tok.to_str())["model"]["vocab"]]
