@@ -38,7 +38,7 @@ def _reject_control_chars(value: str | None, field: str, allow_newlines: bool) -
 class GenerateRequest(BaseModel):
     """One advertising image: a product photo plus a line of copy (design doc 4.1)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     start_step: Annotated[int, Field(ge=1, le=2)] = Field(
         1, description="1 = full pipeline; 2 = resume from step 2 using step1_image (human-in-the-loop)."
@@ -67,7 +67,8 @@ class GenerateRequest(BaseModel):
     bg_negative_prompt: str = Field(
         "blurry, low quality, distorted",
         max_length=MAX_PROMPT_CHARS,
-        description="What the background must avoid (diffusion backend; ignored by the draft backend).",
+        description="What the background must avoid. FLUX honours it only when the server runs true CFG "
+        "(ADGEN_TRUE_CFG_SCALE > 1, twice the compute); otherwise, and in the draft backend, it is ignored.",
     )
     bg_composition_prompt: str = Field(
         "A photorealistic object lying naturally on the surface, soft contact shadow",
@@ -77,7 +78,7 @@ class GenerateRequest(BaseModel):
     bg_composition_negative_prompt: str = Field(
         "floating, disconnected, unrealistic shadows",
         max_length=MAX_PROMPT_CHARS,
-        description="What the refinement pass must avoid (diffusion backend; ignored by the draft backend).",
+        description="What the refinement pass must avoid; same rule as bg_negative_prompt (true CFG only).",
     )
     step1_image: str | None = Field(
         None,

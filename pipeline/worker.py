@@ -36,6 +36,8 @@ class BackendRegistry:
         self._diffusion: Backend | None = None
         self.default, self.reason = self._resolve_default()
         log.info("default backend: %s (%s)", self.default, self.reason)
+        if self.default == "diffusion":
+            self._diffusion_backend()  # decides device and precision now (loads nothing), for get_resources
 
     def _resolve_default(self) -> tuple[str, str]:
         wanted = self.settings.backend
@@ -56,18 +58,20 @@ class BackendRegistry:
         ok, why = weights_resolvable(self.settings)
         return ("diffusion", f"auto: CUDA present, {why}") if ok else ("draft", f"auto: {why}")
 
-    def __call__(self, req: GenerateRequest) -> Backend:
-        if req.test_mode or self.default == "draft":
-            return self._draft
+    def _diffusion_backend(self) -> Backend:
         if self._diffusion is None:
             from pipeline.backends.diffusion import DiffusionBackend
 
             self._diffusion = DiffusionBackend(self.settings)
         return self._diffusion
 
+    def __call__(self, req: GenerateRequest) -> Backend:
+        if req.test_mode or self.default == "draft":
+            return self._draft
+        return self._diffusion_backend()
+
     def info(self) -> dict[str, Any]:
-        active = self._diffusion.info() if self._diffusion is not None else (
-            {"backend": "diffusion", "loaded": False} if self.default == "diffusion" else self._draft.info())
+        active = self._diffusion.info() if self._diffusion is not None else self._draft.info()
         return {"default": self.default, "reason": self.reason, **active}
 
 
@@ -123,6 +127,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
                 emit(replace(result, info={**result.info, "worker": live}))
                 if result.info.get("fatal"):
                     log.error("device error poisoned this process; exiting so the server starts a fresh worker")
+                    events.close()
+                    events.join_thread()  # the failure report must reach the server before we go
                     os._exit(70)
     finally:
         renderer.close()

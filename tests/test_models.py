@@ -204,6 +204,17 @@ def test_profiles_and_weight_resolution(tmp_path: Path, tiny_models) -> None:
     assert not ok and "nobody/not-a-model" in why
 
 
+@pytest.mark.anyio
+async def test_resources_show_backend_precision_and_cache_before_any_job(tmp_path: Path, tiny_models) -> None:
+    async with JobManager(model_settings(tmp_path, tiny_models)) as m:
+        assert await m.wait_ready()
+        res = m.resources()
+        backend = res.models["backend"]
+        assert res.backend == "diffusion" and backend["reason"] == "configured"
+        assert backend["precision"]["dtype"] == "float32" and "CPU" in backend["precision"]["reason"]
+        assert backend["cache"]["loads"] == 0 and backend["cache"]["budget_mb"] == 4096.0
+
+
 def test_auto_backend_falls_back_to_draft_without_cuda(tmp_path: Path, tiny_models) -> None:
     from pipeline.worker import BackendRegistry
 

@@ -75,3 +75,25 @@ def test_mcp_json_is_claude_desktop_format() -> None:
     cfg = json.loads((REPO / "mcp.json").read_text())
     server = cfg["mcpServers"]["adgen"]
     assert server["command"].endswith("adgen-mcp") and server["args"][:2] == ["--transport", "stdio"]
+
+
+@pytest.mark.slow
+def test_adgen_cli_starts_a_server_or_uses_a_running_one(tmp_path: Path, http_server_factory) -> None:
+    cli = str(Path(sys.executable).parent / "adgen")
+    photo = str(REPO / "examples" / "product.jpg")
+    out = tmp_path / "ad.png"
+    run = subprocess.run([cli, "generate", photo, "--text", "CLI 광고", "--seed", "4", "--out", str(out),
+                          "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "100.0%" in run.stderr and out.stat().st_size > 50_000
+    assert (tmp_path / "ad_step1.png").exists()
+
+    srv = http_server_factory("streamable-http", data_dir=tmp_path / "srv")
+    out2 = tmp_path / "remote.png"
+    run = subprocess.run([cli, "generate", photo, "--text", "remote", "--out", str(out2), "--server",
+                          srv.base + "/mcp"], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out2.read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([cli, "generate", photo, "--color", "url(x)", "--out", str(tmp_path / "x.png"),
+                          "--server", srv.base + "/mcp"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "text_color" in bad.stderr
