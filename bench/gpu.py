@@ -41,11 +41,8 @@ QWEN2VL_2B = dict(
 )
 
 
-def build_flux(device: str):
-    from diffusers import FluxTransformer2DModel
-
-    with torch.device("meta"):
-        model = FluxTransformer2DModel(**FLUX_DEV)
+def materialise(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """Random bf16 weights straight on the device (built on meta: no host copy of 24 GB)."""
     if device == "meta":
         return model
     model = model.to_empty(device=device).to(torch.bfloat16)
@@ -53,6 +50,14 @@ def build_flux(device: str):
         for p in model.parameters():
             p.normal_(0, 0.02)
     return model.eval()
+
+
+def build_flux(device: str):
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(**FLUX_DEV)
+    return materialise(model, device)
 
 
 def build_qwen(device: str):
@@ -61,13 +66,7 @@ def build_qwen(device: str):
     config = Qwen2VLConfig(**QWEN2VL_2B)
     with torch.device("meta"):
         model = Qwen2VLForConditionalGeneration(config)
-    if device == "meta":
-        return model
-    model = model.to_empty(device=device).to(torch.bfloat16)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    return model.eval()
+    return materialise(model, device)
 
 
 def flux_steps(steps: int = 28, size: int = 1024) -> dict:

@@ -31,6 +31,24 @@ def _find_chromium() -> str:
     return "/usr/bin/chromium"
 
 
+_ENV_FIELDS = {
+    "ADGEN_DATA_DIR": "data_dir", "ADGEN_BACKEND": "backend", "ADGEN_QUEUE_MAX": "queue_max",
+    "ADGEN_CHROMIUM": "chromium_path", "ADGEN_RENDER_TIMEOUT": "render_timeout_s", "ADGEN_STOP_GRACE": "stop_grace_s",
+    "ADGEN_DEVICE": "device", "ADGEN_FLUX_MODEL": "flux_model", "ADGEN_FLUX_PROFILE": "flux_profile",
+    "ADGEN_FLUX_STEPS": "flux_steps", "ADGEN_TRUE_CFG_SCALE": "true_cfg_scale", "ADGEN_SEG_MODEL": "seg_model",
+    "ADGEN_SEG_INPUT_SIZE": "seg_input_size", "ADGEN_VLM_MODEL": "vlm_model", "ADGEN_VLM_MAX_PIXELS": "vlm_max_pixels",
+    "ADGEN_VLM_MAX_NEW_TOKENS": "vlm_max_new_tokens", "ADGEN_VRAM_BUDGET_GB": "vram_budget_gb",
+    "ADGEN_VRAM_RESERVE_GB": "vram_reserve_gb", "ADGEN_ANTHROPIC_MODEL": "anthropic_model",
+    "ADGEN_LLM_TIMEOUT": "llm_timeout_s", "ADGEN_TOKEN": "token", "ADGEN_KEEP_JOBS": "keep_jobs",
+    "ADGEN_KEEP_DAYS": "keep_days", "ADGEN_VRAM_CHECK": "vram_check", "ADGEN_MIN_FREE_VRAM_GB": "min_free_vram_gb",
+}
+_ENV_LISTS = {
+    "ADGEN_INPUT_DIRS": ("input_dirs", os.pathsep),
+    "ADGEN_ALLOWED_HOSTS": ("allowed_hosts", ","),
+    "ADGEN_INJECT_FAULTS": ("inject_faults", ","),
+}
+
+
 class Settings(BaseModel):
     """Server-wide settings. Per-job choices live in ``GenerateRequest`` instead."""
 
@@ -85,49 +103,15 @@ class Settings(BaseModel):
         if path := env.get("ADGEN_CONFIG"):
             text = Path(path).read_text()
             values.update(tomllib.loads(text) if path.endswith(".toml") else json.loads(text))
-        for name in ("flux_model", "flux_profile", "seg_model", "vlm_model", "device"):
-            if v := env.get(f"ADGEN_{name.upper()}"):
-                values[name] = v
-        for name in ("flux_steps", "seg_input_size", "vlm_max_pixels", "vlm_max_new_tokens"):
-            if v := env.get(f"ADGEN_{name.upper()}"):
-                values[name] = int(v)
-        for name in ("true_cfg_scale", "vram_budget_gb", "vram_reserve_gb"):
-            if v := env.get(f"ADGEN_{name.upper()}"):
-                values[name] = float(v)
+        # Strings are converted and checked by the fields' own types, so a bad value names its variable.
+        for var, field in _ENV_FIELDS.items():
+            if v := env.get(var):
+                values[field] = v
+        for var, (field, sep) in _ENV_LISTS.items():
+            if v := env.get(var):
+                values[field] = [item for item in v.split(sep) if item]
         if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or env.get("ADGEN_OFFLINE") == "1":
             values["offline"] = True
-        if v := env.get("ADGEN_TOKEN"):
-            values["token"] = v
-        if v := env.get("ADGEN_ALLOWED_HOSTS"):
-            values["allowed_hosts"] = [h for h in v.split(",") if h]
-        if v := env.get("ADGEN_INJECT_FAULTS"):
-            values["inject_faults"] = [f for f in v.split(",") if f]
-        if v := env.get("ADGEN_DATA_DIR"):
-            values["data_dir"] = Path(v)
-        if v := env.get("ADGEN_INPUT_DIRS"):
-            values["input_dirs"] = [Path(p) for p in v.split(os.pathsep) if p]
-        if v := env.get("ADGEN_BACKEND"):
-            values["backend"] = v
-        if v := env.get("ADGEN_QUEUE_MAX"):
-            values["queue_max"] = int(v)
-        if v := env.get("ADGEN_CHROMIUM"):
-            values["chromium_path"] = v
-        if v := env.get("ADGEN_RENDER_TIMEOUT"):
-            values["render_timeout_s"] = float(v)
-        if v := env.get("ADGEN_STOP_GRACE"):
-            values["stop_grace_s"] = float(v)
-        if v := env.get("ADGEN_ANTHROPIC_MODEL"):
-            values["anthropic_model"] = v
-        if v := env.get("ADGEN_LLM_TIMEOUT"):
-            values["llm_timeout_s"] = float(v)
-        if v := env.get("ADGEN_KEEP_JOBS"):
-            values["keep_jobs"] = int(v)
-        if v := env.get("ADGEN_KEEP_DAYS"):
-            values["keep_days"] = float(v)
-        if v := env.get("ADGEN_VRAM_CHECK"):
-            values["vram_check"] = v
-        if v := env.get("ADGEN_MIN_FREE_VRAM_GB"):
-            values["min_free_vram_gb"] = float(v)
         values.update(overrides)
         return cls(**values)
 
