@@ -23,6 +23,7 @@ from PIL import Image
 from pipeline.backends.base import Backend
 from pipeline.images import save_png, save_preview
 from pipeline.cssvalues import css_font_stack, parse_font_family
+from pipeline.design.fontembed import font_face_css
 from pipeline.design.prompt import build_prompt
 from pipeline.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.messages import (
@@ -36,7 +37,7 @@ from pipeline.messages import (
     StageProgress,
     StageStarted,
 )
-from pipeline.render.browser import TextRenderer
+from pipeline.render.browser import RenderError, TextRenderer
 from pipeline.schemas import GenerateRequest
 from pipeline.stages.composite import composite
 from pipeline.stages.design import Design, DesignSpec, design_template
@@ -103,6 +104,7 @@ class JobRunner:
         stop_requested: Callable[[str], bool],
         receive: Callable[[float], Command | None],
         answer_timeout: float,
+        fonts_dir: Path,
     ) -> None:
         self._backends = backends
         self._renderer = renderer
@@ -110,6 +112,7 @@ class JobRunner:
         self._stop_requested = stop_requested
         self._receive = receive
         self._answer_timeout = answer_timeout
+        self._fonts_dir = fonts_dir
 
     def run(self, cmd: RunJob) -> JobFinished:
         job_dir = Path(cmd.job_dir)
@@ -191,7 +194,10 @@ class JobRunner:
                     font_weight=req.font_weight, text_color=req.text_color, text_size=req.text_size,
                     position=req.text_position, width=width, height=height,
                 )
-                template = design_template(spec, state.get("analysis"), state["step1"], state.get("mask"))
+                families = parse_font_family(req.font_family)
+                state["font_css"] = font_face_css(families, spec.text, self._fonts_dir)
+                template = design_template(spec, state.get("analysis"), state["step1"], state.get("mask"),
+                                           state["font_css"])
                 state["template"] = template
                 state["design"] = self._design(job_id, req, template, state, on_step, info)
                 (job_dir / "design.html").write_text(state["design"].html)
@@ -246,8 +252,8 @@ class JobRunner:
                     if clean.removed:
                         info["design_removed"] = list(clean.removed)
                     info.update(designer=answer.source, design_note=answer.note)
-                    return replace(template, html=build_document(clean, req.width, req.height),
-                                   designer=answer.source)
+                    doc = build_document(clean, req.width, req.height, state.get("font_css", ""))
+                    return replace(template, html=doc, designer=answer.source)
                 note = f"{answer.source} answer did not contain the ad copy"
         info["design_note"] = f"{note}: template designer used"
         return template
@@ -263,7 +269,15 @@ class JobRunner:
 
     def _render(self, req: GenerateRequest, state: dict[str, Any], info: dict[str, Any]) -> Image.Image:
         design: Design = state["design"]
-        layer = self._renderer.render(design.html, req.width, req.height)
+        if design.designer != "template":
+            try:
+                layer = self._renderer.render(design.html, req.width, req.height)
+            except RenderError as exc:  # an LLM's page that cannot be rendered: the template can
+                info.update(designer="template", design_note=f"{design.designer} layout failed to render ({exc})")
+                state["design"] = state["template"]
+                return self._renderer.render(state["template"].html, req.width, req.height)
+        else:
+            layer = self._renderer.render(design.html, req.width, req.height)
         mask = state.get("mask")
         if design.designer != "template" and req.text_position == "auto" and covers(layer, mask):
             # The LLM's layout landed on the product, which auto placement must never do.

@@ -107,7 +107,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         return cmd
 
     # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
-    runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5)
+    runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5,
+                       settings.fonts_dir)
     emit(WorkerReady(os.getpid(), {"backend": backends.info(), "renderer_launches": renderer.launches}))
 
     try:

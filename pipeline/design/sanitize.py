@@ -198,10 +198,12 @@ def contains_copy(text: str, copy: str) -> bool:
     return squash(copy) in squash(text)
 
 
-def build_document(s: Sanitised, width: int, height: int) -> str:
-    """Our own document around the sanitised parts: fixed canvas, transparent, nothing external."""
+def build_document(s: Sanitised, width: int, height: int, font_css: str = "") -> str:
+    """Our own document around the sanitised parts: fixed canvas, transparent, nothing external
+    (``font_css`` is ours: the embedded ``data:`` font faces)."""
     return (
         "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<style>{font_css}</style>"
         "<style>html, body { margin: 0; padding: 0; "
         f"width: {width}px; height: {height}px; overflow: hidden; background: transparent !important; }}"
         "</style>"

@@ -8,6 +8,7 @@ network request aborted except ``data:`` URLs, content set with ``set_content`` 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -32,18 +33,31 @@ CHROMIUM_FLAGS = [
 ]
 
 
+FONT_WAIT_MS = 3000
+_FONTS_READY = """(ms) => Promise.race([
+  Promise.allSettled([...document.fonts].map((f) => f.load())).then(() => document.fonts.ready),
+  new Promise((resolve) => setTimeout(resolve, ms)),
+]).then(() => document.fonts.size)"""
+
+
 class RenderError(RuntimeError):
     pass
 
 
-def fontconfig_file(fonts_dir: Path) -> Path:
-    """A fontconfig file that adds the bundled fonts to the system's."""
-    conf = Path(tempfile.gettempdir()) / f"adgen-fonts-{os.getuid()}.conf"
+class NavigationRefused(RenderError):
+    pass
+
+
+def fontconfig_file(fonts_dir: Path, include_system: bool = True) -> Path:
+    """A fontconfig file that adds the bundled fonts to the system's (or uses them alone)."""
+    system = "  <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n" if include_system else ""
     text = (
         '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
-        "  <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n"
-        f"  <dir>{fonts_dir.resolve()}</dir>\n</fontconfig>\n"
+        f"{system}  <dir>{fonts_dir.resolve()}</dir>\n"
+        f"  <cachedir>{Path(tempfile.gettempdir()) / 'adgen-fontcache'}</cachedir>\n</fontconfig>\n"
     )
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    conf = Path(tempfile.gettempdir()) / f"adgen-fonts-{os.getuid()}-{digest}.conf"
     if not conf.exists() or conf.read_text() != text:
         tmp = conf.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(text)
@@ -54,9 +68,10 @@ def fontconfig_file(fonts_dir: Path) -> Path:
 class TextRenderer:
     """Owns a Playwright driver, one browser and one locked-down page; restarts them on failure."""
 
-    def __init__(self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0) -> None:
+    def __init__(self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0, system_fonts: bool = True) -> None:
         self.chromium_path = chromium_path
         self.fonts_dir = fonts_dir
+        self.system_fonts = system_fonts
         self.timeout_ms = int(timeout_s * 1000)
         self._pw = None
         self._browser = None
@@ -74,7 +89,7 @@ class TextRenderer:
 
         if self._pw is None:
             self._pw = sync_playwright().start()
-        env = dict(os.environ, FONTCONFIG_FILE=str(fontconfig_file(self.fonts_dir)))
+        env = dict(os.environ, FONTCONFIG_FILE=str(fontconfig_file(self.fonts_dir, self.system_fonts)))
         self._browser = self._pw.chromium.launch(
             executable_path=self.chromium_path, args=CHROMIUM_FLAGS, env=env, timeout=self.timeout_ms * 2
         )
@@ -84,7 +99,9 @@ class TextRenderer:
 
     def _ensure_page(self, width: int, height: int):
         self.start()
-        if self._page is not None and not self._page.is_closed() and self._viewport == (width, height):
+        if self._page is not None and (self._page.is_closed() or self._page.url != "about:blank"):
+            self._drop_page()  # a late navigation from the previous HTML: start clean
+        if self._page is not None and self._viewport == (width, height):
             return self._page
         if self._context is not None:
             try:
@@ -126,6 +143,14 @@ class TextRenderer:
             pass
         self._pw = self._browser = self._context = self._page = None
 
+    def _drop_page(self) -> None:
+        try:
+            if self._page is not None:
+                self._page.close()
+        except Exception:
+            pass
+        self._page = None
+
     def kill_browser(self) -> None:
         """Drop the browser (used after a failure or hang): the next render relaunches it."""
         try:
@@ -144,13 +169,24 @@ class TextRenderer:
             try:
                 page = self._ensure_page(width, height)
                 page.set_content(html, wait_until="load", timeout=self.timeout_ms)
+                # Web fonts load lazily, after "load": fetch every declared face (ours are data: URLs;
+                # anything else is aborted by the route) and wait, boundedly, before the screenshot.
+                try:
+                    page.evaluate(_FONTS_READY, FONT_WAIT_MS)
+                except Exception as exc:
+                    log.warning("font wait skipped: %s", exc)
                 png = page.screenshot(
                     type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled"
                 )
+                if page.url != "about:blank":  # e.g. <meta http-equiv=refresh>: never keep a shot of elsewhere
+                    self._drop_page()
+                    raise NavigationRefused("the HTML tried to navigate away from the text layer")
                 img = Image.open(io.BytesIO(png)).convert("RGBA")
                 if img.size != (width, height):
                     img = img.resize((width, height))
                 return img
+            except NavigationRefused:
+                raise
             except Exception as exc:
                 last = exc
                 log.warning("render attempt %d failed after %.1fs: %s", attempt + 1, time.monotonic() - started, exc)

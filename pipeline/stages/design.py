@@ -111,7 +111,8 @@ def _effects(style: str, color: str, gradient: bool) -> list[str]:
 
 
 def design_template(
-    spec: DesignSpec, analysis: dict[str, Any] | None, image: Image.Image | None, mask: np.ndarray | None
+    spec: DesignSpec, analysis: dict[str, Any] | None, image: Image.Image | None, mask: np.ndarray | None,
+    font_css: str = "",
 ) -> Design:
     region = choose_region(spec.position, (analysis or {}).get("free_space"), mask)
     scale = spec.width / 1024
@@ -128,6 +129,7 @@ def design_template(
     body = "<br>".join(html.escape(line) for line in spec.text.split("\n"))
     doc = f"""<!doctype html>
 <html><head><meta charset="utf-8"><style>
+{font_css}
 html, body {{ margin: 0; width: {spec.width}px; height: {spec.height}px; background: transparent; overflow: hidden; }}
 .band {{ position: absolute; left: 0; top: {y0}px; width: {spec.width}px; height: {y1 - y0}px;
   display: flex; align-items: center; justify-content: center; }}
