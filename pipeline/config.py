@@ -84,7 +84,9 @@ class Settings(BaseModel):
     vram_reserve_gb: float = Field(2.0, ge=0)
     offline: bool = Field(False, description="Never reach the hub (HF_HUB_OFFLINE=1 also turns this on).")
     inject_faults: list[str] = Field(
-        default_factory=list, description="Testing only: e.g. 'oom@background' raises CUDA OOM in that stage."
+        default_factory=list,
+        description="Testing only: 'oom@<stage>' raises CUDA OOM, 'poison@<stage>' a fatal CUDA error, "
+        "'chromium@render' kills the browser once in the middle of a render.",
     )
     token: str | None = Field(None, description="Bearer token for the HTTP transports, REST and dashboard.")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")

@@ -91,7 +91,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         return stop_flag.value.decode() == job_id
 
     backends = BackendRegistry(settings)
-    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s)
+    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s,
+                            crash_mid_render="chromium@render" in settings.inject_faults)
     try:
         renderer.start()  # warm: the first job should not pay for the browser launch
     except Exception as exc:

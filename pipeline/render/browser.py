@@ -68,10 +68,14 @@ def fontconfig_file(fonts_dir: Path, include_system: bool = True) -> Path:
 class TextRenderer:
     """Owns a Playwright driver, one browser and one locked-down page; restarts them on failure."""
 
-    def __init__(self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0, system_fonts: bool = True) -> None:
+    def __init__(
+        self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0, system_fonts: bool = True,
+        crash_mid_render: bool = False,
+    ) -> None:
         self.chromium_path = chromium_path
         self.fonts_dir = fonts_dir
         self.system_fonts = system_fonts
+        self.crash_mid_render = crash_mid_render  # fault injection for tests: kill Chromium once, mid-render
         self.timeout_ms = int(timeout_s * 1000)
         self._pw = None
         self._browser = None
@@ -143,6 +147,18 @@ class TextRenderer:
             pass
         self._pw = self._browser = self._context = self._page = None
 
+    @staticmethod
+    def _kill_chromium_processes() -> None:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "chrom" in child.name().lower():
+                    child.kill()
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+
     def _drop_page(self) -> None:
         try:
             if self._page is not None:
@@ -175,6 +191,9 @@ class TextRenderer:
                     page.evaluate(_FONTS_READY, FONT_WAIT_MS)
                 except Exception as exc:
                     log.warning("font wait skipped: %s", exc)
+                if self.crash_mid_render:
+                    self.crash_mid_render = False
+                    self._kill_chromium_processes()
                 png = page.screenshot(
                     type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled"
                 )

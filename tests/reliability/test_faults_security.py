@@ -48,6 +48,17 @@ async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: st
         assert set(_chromium_pids(m.worker.process.pid)).isdisjoint(pids)
 
 
+async def test_chromium_killed_mid_render_is_relaunched(tmp_path, product_b64: str) -> None:
+    settings = Settings(data_dir=tmp_path / "d", inject_faults=["chromium@render"])
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        job = await m.submit(GenerateRequest(product_image=product_b64, text_content="mid-render"))
+        assert await _done(m, job.job_id) == "completed"
+        assert m.resources().models["renderer_launches"] == 2  # the killed browser was replaced once
+        layer = m.store.artifact(job.job_id, "text.png")
+        assert layer is not None and layer.stat().st_size > 1000
+
+
 async def test_http_client_that_disconnects_mid_wait(http_server_factory, product_b64: str) -> None:
     srv = http_server_factory("streamable-http")
     with anyio.move_on_after(0.5):  # the client goes away while generate_ad is still waiting
