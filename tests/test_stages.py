@@ -95,3 +95,12 @@ def test_template_escapes_copy_and_fits_long_text() -> None:
     assert "<script>" not in d.html and "&lt;script&gt;" in d.html
     assert fit_font_size("가" * 120, 72, 880, 300) < 40
     assert fit_font_size("SALE", 72, 880, 300) == 72
+
+
+def test_cutout_edges_carry_no_backdrop_colour() -> None:
+    img, _ = synthetic_product("box", 512, bg=(250, 250, 250))  # a red box on near-white
+    cut = np.asarray(segment_draft(img)).astype(int)
+    alpha = cut[..., 3]
+    edge = (alpha > 0) & (alpha < 243)
+    assert edge.sum() > 500  # the edge stays soft...
+    assert np.abs(cut[edge][:, :3] - np.array([200, 60, 50])).max() <= 3  # ...but is coloured like the product

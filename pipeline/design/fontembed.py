@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from functools import lru_cache
 from pathlib import Path
 
 from fontTools import subset
 from fontTools.ttLib import TTFont
+
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # the subsetter narrates every table at INFO
 
 _SUBSET_OPTIONS = subset.Options()
 _SUBSET_OPTIONS.layout_features = ["*"]  # keep kerning and ligatures

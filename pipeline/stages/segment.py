@@ -78,11 +78,32 @@ def classical_mask(rgb: np.ndarray) -> np.ndarray:
     return big
 
 
+def decontaminate_edges(arr: np.ndarray) -> None:
+    """Give semi-transparent edge pixels the colour of the nearest solid product pixel, in place.
+
+    Their RGB still carries the old backdrop (a light studio grey, say), which would show as
+    a halo on a darker scene; alpha keeps the soft edge, the colour now comes from the product.
+    """
+    alpha = arr[..., 3]
+    solid = alpha >= 243
+    edge = (alpha > 0) & ~solid
+    if not solid.any() or not edge.any():
+        return
+    _, labels = cv2.distanceTransformWithLabels(
+        (~solid).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    sources = np.argwhere(solid)  # raster order, as the pixel labels are numbered
+    ys, xs = np.nonzero(edge)
+    nearest = sources[labels[ys, xs] - 1]
+    arr[ys, xs, :3] = arr[nearest[:, 0], nearest[:, 1], :3]
+
+
 def cutout(img: Image.Image, mask: np.ndarray) -> Image.Image:
-    """RGBA product cropped to its mask's bounding box."""
+    """RGBA product cropped to its mask's bounding box, edges free of the old backdrop's colour."""
     rgba = img.convert("RGBA")
     arr = np.asarray(rgba).copy()
     arr[..., 3] = np.minimum(arr[..., 3], mask)
+    decontaminate_edges(arr)
     ys, xs = np.nonzero(arr[..., 3] > 8)
     if len(xs) == 0:
         return rgba
