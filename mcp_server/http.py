@@ -14,10 +14,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from mcp_server.openapi import openapi_document
-from mcp_server.tools import describe_validation
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
-from pipeline.schemas import GenerateRequest
+from pipeline.schemas import GenerateRequest, describe_validation
 from pipeline.store import ARTIFACTS
 
 MAX_BODY = 40 * 1024 * 1024

@@ -16,28 +16,24 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ImageContent, ResourceLink, SamplingMessage, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from pipeline.design.llm import Sampler
 from pipeline.design.prompt import DesignPrompt
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
-from pipeline.schemas import TERMINAL_STATES, FontInfo, GenerateRequest, ResourcesResponse, StatusResponse, StopResponse
+from pipeline.schemas import (
+    TERMINAL_STATES,
+    FontList,
+    GenerateRequest,
+    ResourcesResponse,
+    StatusResponse,
+    StopResponse,
+    describe_validation,
+)
 
 DEFAULT_WAIT_S = 40.0  # Claude Desktop and the TypeScript SDK give up on a tool call at 60 s
 MAX_WAIT_S = 55.0
-
-
-class FontList(BaseModel):
-    fonts: list[FontInfo]
-
-
-def describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid request: " + "; ".join(parts[:8])
 
 
 @lru_cache(maxsize=64)

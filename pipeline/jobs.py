@@ -390,14 +390,22 @@ class JobManager:
             self.jobs.pop(job_id, None)
 
     # ---- requests ----------------------------------------------------------------------
-    async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
+    def _check_room(self) -> None:
         in_flight = sum(self.jobs[j].status == "pending" for j in self.queue) + (self.running is not None)
         if in_flight >= self.settings.queue_max:
             raise QueueFull(self.settings.queue_max, self.eta_until_free())
+
+    async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
+        self._check_room()  # fail fast, before decoding anything
         font_family = await anyio.to_thread.run_sync(self._check_fonts, req.font_family, req.text_content)
         req = req.model_copy(update={"font_family": font_family})
         job_id = uuid.uuid4().hex
         await anyio.to_thread.run_sync(self._save_inputs, job_id, req)
+        try:
+            self._check_room()  # again: other submissions may have filled the queue while we decoded
+        except QueueFull:
+            self.store.remove(job_id)
+            raise
         backend = "draft" if req.test_mode else self.default_backend()
         job = Job(
             id=job_id, params=req.public_parameters(), width=req.width, height=req.height,

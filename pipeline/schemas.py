@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.cssvalues import parse_font_family, validate_color
 
@@ -227,6 +227,10 @@ class FontInfo(BaseModel):
     bundled: bool = Field(description="Shipped in the project's fonts/ folder (else found on the system).")
 
 
+class FontList(BaseModel):
+    fonts: list[FontInfo]
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"]
     gpu_available: bool
@@ -242,3 +246,12 @@ class ResourcesResponse(BaseModel):
     worker_alive: bool
     worker_pid: int | None = None
     models: dict[str, Any] = Field(default_factory=dict, description="Model cache contents and precision.")
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A pydantic error as one short line for a caller (MCP tool error or REST 422), inputs not echoed."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid request: " + "; ".join(parts[:8])

@@ -133,3 +133,23 @@ async def test_eta_counts_down_between_updates_and_goes_negative(settings: Setti
     over = m.status(job.id, with_metrics=False)
     assert over.step_eta_seconds < 0 and over.progress_percent < 100
     assert over.current_step == "step1_background" and over.sub_step == job.sub_step
+
+
+async def test_concurrent_submissions_respect_the_bound(tmp_path, product_b64: str) -> None:
+    async with JobManager(Settings(data_dir=tmp_path / "d", queue_max=5)) as m:
+        accepted: list[str] = []
+        refused: list[QueueFull] = []
+
+        async def submit(i: int) -> None:
+            try:
+                accepted.append((await m.submit(_req(product_b64, f"c{i}", width=256, height=256))).job_id)
+            except QueueFull as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon(submit, i)
+        assert len(accepted) == 5 and len(refused) == 7
+        assert len([d for d in m.store.root.iterdir()]) == 5  # refused jobs leave no folder behind
+        for job_id in accepted:
+            assert await _wait_status(m, job_id, {"completed", "failed"}, timeout=60) == "completed"
