@@ -79,13 +79,18 @@ def plan_scene(prompt: str, seed: int) -> ScenePlan:
 def _texture(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Luminance modulation around 1.0 for the floor."""
     if kind == "wood":
-        y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
-        x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
-        phase = rng.uniform(0, 6.28)
-        grain = np.sin((y * 38 + np.sin(x * 5 + phase) * 0.6) * 6.28) * 0.06
-        planks = (np.floor(x * rng.integers(4, 7)) % 2) * 0.05
-        noise = rng.normal(0, 0.02, (h, w)).astype(np.float32)
-        return 1.0 + grain + planks - 0.025 + noise
+        # A table top in perspective: boards run away from the viewer, so their seams converge
+        # towards the horizon and the grain compresses with depth (faded there to avoid moire).
+        r = (np.arange(h, dtype=np.float32)[:, None] + 1.0) / h  # 0 at the horizon .. 1 nearest
+        x = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
+        depth = 1.0 / (r + 0.15)
+        across = x * depth * 1.15 * float(rng.integers(3, 5)) + 0.5  # board coordinate
+        board, frac = np.floor(across), across % 1.0
+        tone = np.sin(board * 12.9898 + rng.uniform(0, 6.28)) * 0.035  # each board a shade apart
+        seam = (np.abs(frac - 0.5) > 0.485) * -0.12 * r
+        grain = np.sin(depth * 9.0 + np.sin(across * 4.3 + board) * 1.4) * 0.035 * r**2
+        noise = rng.normal(0, 0.012, (h, w)).astype(np.float32)
+        return (1.0 + tone + seam + grain + noise).astype(np.float32)
     if kind == "marble":
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
         veins = np.abs(np.sin((x * 0.012 + y * 0.02 + np.sin(y * 0.01) * 3) + rng.uniform(0, 6.28)))
