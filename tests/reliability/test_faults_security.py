@@ -114,3 +114,18 @@ async def test_loopback_bind_and_dns_rebinding_protection(http_server_factory) -
             assert r.status_code == 421, path
         ok = await http.get("/resources", headers={"Host": f"localhost:{srv.port}"})
         assert ok.status_code == 200
+
+
+async def test_killed_server_leaves_no_worker_or_browser_behind(http_server_factory) -> None:
+    srv = http_server_factory("streamable-http")
+    server = psutil.Process(srv.proc.pid)
+    with anyio.fail_after(30):  # the worker warms its browser up after /health first answers
+        while True:
+            family = server.children(recursive=True)
+            if any("chrom" in p.name().lower() for p in family):
+                break
+            await anyio.sleep(0.2)
+    server.kill()  # no clean shutdown at all
+    with anyio.fail_after(15):
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family):
+            await anyio.sleep(0.2)
