@@ -89,7 +89,8 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         events.put(event)
 
     def stop_requested(job_id: str) -> bool:
-        return stop_flag.value.decode() == job_id
+        # A vanished server also stops the job at its next safe point (then the loop below exits).
+        return stop_flag.value.decode() == job_id or os.getppid() != parent
 
     backends = BackendRegistry(settings)
     renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s,
