@@ -48,13 +48,15 @@ def read_confined(path_text: str, field: str, input_dirs: list[Path], max_bytes:
     """Read a file only if it resolves (symlinks followed) inside one of ``input_dirs``."""
     if not input_dirs:
         raise InputError(f"{field}: this server accepts no file paths (no input folders configured); send base64")
+    # One answer for "missing" and "outside": the error must not reveal which paths exist.
+    refused = InputError(f"{field}: not a readable file inside the configured input folders")
     try:
         path = Path(path_text).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
-        raise InputError(f"{field}: no such file in the input folders") from None
+        raise refused from None
     roots = [d.expanduser().resolve() for d in input_dirs]
     if not any(path.is_relative_to(root) for root in roots) or not path.is_file():
-        raise InputError(f"{field}: path is outside the configured input folders")
+        raise refused
     if path.stat().st_size > max_bytes:
         raise InputError(f"{field} is larger than {max_bytes // (1024 * 1024)} MiB")
     return path.read_bytes()

@@ -119,7 +119,11 @@ async def test_fixed_bad_inputs(server, product_b64: str) -> None:
             assert is_error and field in text, (field, value, text)
     # A symlink inside the input folder that points outside it is refused too.
     is_error, text = await _call(server.base + "/mcp", {"product_image_path": str(server.inputs / "escape.png")})
-    assert is_error and "outside" in text
+    assert is_error and "inside the configured input folders" in text
+    # Missing and existing-but-outside paths get the same answer: no file-existence oracle.
+    _, missing = await _call(server.base + "/mcp", {"product_image_path": "/no/such/file.png"})
+    _, existing = await _call(server.base + "/mcp", {"product_image_path": "/etc/hostname"})
+    assert missing == existing
     # ...while a real file inside is accepted.
     ok_error, _ = await _call(server.base + "/mcp", {"product_image_path": str(server.inputs / "ok.png"),
                                                      "text_content": "path ok", "width": 256, "height": 256})
