@@ -102,8 +102,10 @@ async def test_queue_bound_keeps_order_and_refuses_clearly(tmp_path, product_b64
     async with JobManager(settings) as m:
         accepted, refused = [], []
         for i in range(20):
+            # The first job is large so that nothing finishes while the rest are submitted.
+            size = 2048 if i == 0 else 256
             try:
-                accepted.append((await m.submit(_req(product_b64, f"job {i}", width=256, height=256))).job_id)
+                accepted.append((await m.submit(_req(product_b64, f"job {i}", width=size, height=size))).job_id)
             except QueueFull as exc:
                 refused.append(exc)
         assert len(accepted) == 16 and len(refused) == 4
@@ -142,7 +144,7 @@ async def test_concurrent_submissions_respect_the_bound(tmp_path, product_b64: s
 
         async def submit(i: int) -> None:
             try:
-                accepted.append((await m.submit(_req(product_b64, f"c{i}", width=256, height=256))).job_id)
+                accepted.append((await m.submit(_req(product_b64, f"c{i}"))).job_id)  # 1024 px: slow enough
             except QueueFull as exc:
                 refused.append(exc)
 
