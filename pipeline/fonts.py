@@ -58,13 +58,21 @@ class FontCatalog:
         self.fonts_dir = fonts_dir.resolve()
 
     @lru_cache(maxsize=1)
+    def _entries(self) -> tuple[tuple[str, str, str, str], ...]:
+        """(family, style, fontconfig weight, file) for every font: one fc-list scan serves all lookups."""
+        rows = []
+        for line in _fc_list(fontconfig_file(self.fonts_dir), ":", "%{family[0]}|%{style[0]}|%{weight}|%{file}\n"):
+            parts = line.split("|")
+            if len(parts) == 4 and parts[0] and parts[3]:
+                rows.append((parts[0], parts[1], parts[2], parts[3]))
+        return tuple(rows)
+
+    @lru_cache(maxsize=1)
     def files(self) -> dict[str, tuple[str, ...]]:
         """Family -> font files (kept server-side: list_fonts never shows paths)."""
         out: dict[str, list[str]] = {}
-        for line in _fc_list(fontconfig_file(self.fonts_dir), ":", "%{family[0]}|%{file}\n"):
-            family, _, file = line.partition("|")
-            if family and file:
-                out.setdefault(family, []).append(file)
+        for family, _, _, file in self._entries():
+            out.setdefault(family, []).append(file)
         return {k: tuple(v) for k, v in out.items()}
 
     def missing_glyphs(self, text: str, families: list[str] | None = None) -> list[str]:
@@ -72,8 +80,9 @@ class FontCatalog:
         as Chromium's per-character fallback does). Joiners and variation selectors are skipped."""
         wanted = {ch for ch in text if unicodedata.category(ch) not in ("Cf", "Mn", "Me", "Zs", "Cc", "Zl", "Zp")}
         files = self.files()
-        order = [f for fam in (families or []) for f in files.get(fam, ())]
-        order += [f for fs in files.values() for f in fs if f not in order]
+        # The requested families first, then the rest; dict keys keep order and drop repeats.
+        order = dict.fromkeys([f for fam in (families or []) for f in files.get(fam, ())])
+        order.update(dict.fromkeys(f for fs in files.values() for f in fs))
         for file in order:
             if not wanted:
                 break
@@ -82,14 +91,9 @@ class FontCatalog:
 
     @lru_cache(maxsize=1)
     def fonts(self) -> tuple[FontInfo, ...]:
-        conf = fontconfig_file(self.fonts_dir)
-        hangul_files = set(_fc_list(conf, ":charset=ac00-d7a3", "%{file}\n"))
+        hangul_files = set(_fc_list(fontconfig_file(self.fonts_dir), ":charset=ac00-d7a3", "%{file}\n"))
         families: dict[str, dict] = {}
-        for line in _fc_list(conf, ":", "%{family[0]}|%{style[0]}|%{weight}|%{file}\n"):
-            parts = line.split("|")
-            if len(parts) != 4 or not parts[0]:
-                continue
-            family, style, weight, file = parts
+        for family, style, weight, file in self._entries():
             entry = families.setdefault(family, {"styles": set(), "weights": set(), "hangul": False, "bundled": False})
             entry["styles"].add(style)
             entry["weights"].add(_css_weight(weight))
