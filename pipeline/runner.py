@@ -295,22 +295,21 @@ class JobRunner:
 
     def _render(self, req: GenerateRequest, state: dict[str, Any], info: dict[str, Any]) -> Image.Image:
         design: Design = state["design"]
-        if design.designer != "template":
-            try:
-                layer = self._renderer.render(design.html, req.width, req.height)
-            except RenderError as exc:  # an LLM's page that cannot be rendered: the template can
-                info.update(designer="template", design_note=f"{design.designer} layout failed to render ({exc})")
-                state["design"] = state["template"]
-                return self._renderer.render(state["template"].html, req.width, req.height)
-        else:
+        if design.designer == "template":
+            return self._renderer.render(design.html, req.width, req.height)
+        try:
             layer = self._renderer.render(design.html, req.width, req.height)
-        mask = state.get("mask")
-        if design.designer != "template" and req.text_position == "auto" and covers(layer, mask):
+        except RenderError as exc:  # an LLM's page that cannot be rendered: the template can
+            return self._render_template(req, state, info, f"{design.designer} layout failed to render ({exc})")
+        if req.text_position == "auto" and covers(layer, state.get("mask")):
             # The LLM's layout landed on the product, which auto placement must never do.
-            info.update(designer="template", design_note=f"{design.designer} layout covered the product: template used")
-            state["design"] = state["template"]
-            layer = self._renderer.render(state["template"].html, req.width, req.height)
+            return self._render_template(req, state, info, f"{design.designer} layout covered the product: template used")
         return layer
+
+    def _render_template(self, req: GenerateRequest, state: dict[str, Any], info: dict[str, Any], note: str) -> Image.Image:
+        info.update(designer="template", design_note=note)
+        state["design"] = state["template"]
+        return self._renderer.render(state["template"].html, req.width, req.height)
 
     @staticmethod
     def _final(state: dict[str, Any]) -> Image.Image:
