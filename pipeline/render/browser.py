@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -107,11 +108,7 @@ class TextRenderer:
             self._drop_page()  # a late navigation from the previous HTML: start clean
         if self._page is not None and self._viewport == (width, height):
             return self._page
-        if self._context is not None:
-            try:
-                self._context.close()
-            except Exception:
-                pass
+        self._close_quietly(self._context)
         self._context = self._browser.new_context(
             java_script_enabled=False,
             viewport={"width": width, "height": height},
@@ -133,13 +130,18 @@ class TextRenderer:
             self.blocked_requests += 1
             route.abort("blockedbyclient")
 
+    @staticmethod
+    def _close_quietly(obj: Any) -> None:
+        """Close a Playwright object that may already be dead (a crashed browser raises on close)."""
+        try:
+            if obj is not None:
+                obj.close()
+        except Exception:
+            pass
+
     def close(self) -> None:
         for obj in (self._context, self._browser):
-            try:
-                if obj is not None:
-                    obj.close()
-            except Exception:
-                pass
+            self._close_quietly(obj)
         try:
             if self._pw is not None:
                 self._pw.stop()
@@ -160,20 +162,12 @@ class TextRenderer:
         time.sleep(0.2)
 
     def _drop_page(self) -> None:
-        try:
-            if self._page is not None:
-                self._page.close()
-        except Exception:
-            pass
+        self._close_quietly(self._page)
         self._page = None
 
     def kill_browser(self) -> None:
         """Drop the browser (used after a failure or hang): the next render relaunches it."""
-        try:
-            if self._browser is not None:
-                self._browser.close()
-        except Exception:
-            pass
+        self._close_quietly(self._browser)
         self._browser = self._context = self._page = None
 
     # -- rendering ---------------------------------------------------------------------
