@@ -92,9 +92,8 @@ class DiffusionBackend:
                         "lower the VRAM budget so models are offloaded"
                     ) from exc
                 self.oom_retries_used += 1
-                self.cache.evict_all(keep=keep)
-                flush_gpu()
-                flush_gpu()
+                self.cache.evict_all(keep=keep)  # each eviction flushes; flush once more for what
+                flush_gpu()  # the failed attempt itself left in the allocator
             except RuntimeError as exc:
                 if is_poisoned(exc):
                     raise FatalDeviceError(f"{stage}: {exc}") from exc
