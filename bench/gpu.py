@@ -69,12 +69,17 @@ def build_qwen(device: str):
     return materialise(model, device)
 
 
-def flux_steps(steps: int = 28, size: int = 1024) -> dict:
+def timed_build(build) -> tuple[torch.nn.Module, float]:
+    """Build a model on the GPU with the peak-memory counter reset; returns it and the seconds taken."""
     torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    model = build_flux("cuda")
+    model = build("cuda")
     torch.cuda.synchronize()
-    load_s = time.perf_counter() - t
+    return model, time.perf_counter() - t
+
+
+def flux_steps(steps: int = 28, size: int = 1024) -> dict:
+    model, load_s = timed_build(build_flux)
     tokens = (size // 16) ** 2  # 8x VAE downsampling, then 2x2 packing
     hidden = torch.randn(1, tokens, 64, device="cuda", dtype=torch.bfloat16)
     text = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
@@ -102,11 +107,7 @@ def flux_steps(steps: int = 28, size: int = 1024) -> dict:
 
 
 def qwen_generate(new_tokens: int = 64, side: int = 448) -> dict:
-    torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    model = build_qwen("cuda")
-    torch.cuda.synchronize()
-    load_s = time.perf_counter() - t
+    model, load_s = timed_build(build_qwen)
     grid = side // 14
     n_patches = grid * grid
     n_image_tokens = n_patches // 4
