@@ -204,7 +204,7 @@ def _read_inside(path: Path, roots: list[Path], field: str, max_bytes: int) -> b
 def resolve_host(host: str, port: int) -> list[str]:
     """All addresses ``host`` resolves to, in the resolver's order. Called once per hop."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]
 
 
 def open_connection(ip: str, port: int, timeout: float) -> socket.socket:
@@ -446,7 +446,7 @@ class _PinnedConnection(http.client.HTTPConnection):
 
 def _resolve_checked(target: _Target, field: str, policy: FetchPolicy, deadline: _Deadline, hop: int) -> list[str]:
     """Resolve ``target.host`` once and return its addresses if every one passes the policy."""
-    subject = "the host" if hop == 0 else "a redirect"
+    subject = "the host" if hop == 0 else "the redirect target"
     if target.literal is not None:
         addresses: list[IPAddress] = [target.literal]
     else:
@@ -455,17 +455,18 @@ def _resolve_checked(target: _Target, field: str, policy: FetchPolicy, deadline:
         def work() -> None:
             try:
                 result.append(resolve_host(target.host, target.port))
-            except BaseException as exc:  # handed to the caller's thread
+            except (OSError, UnicodeError, ValueError) as exc:  # handed to the caller's thread
                 result.append(exc)
 
         worker = threading.Thread(target=work, name="adgen-resolve", daemon=True)
         worker.start()
         worker.join(deadline.left())
-        if not result:
+        if not result and worker.is_alive():
             raise deadline.error()
-        found = result[0]
-        if isinstance(found, BaseException):
-            raise InputError(f"{field}: the host name of {subject if hop else 'the URL'} could not be resolved") from None
+        found = result[0] if result else None
+        if not isinstance(found, list):
+            whose = "the URL" if hop == 0 else "the redirect target"
+            raise InputError(f"{field}: the host name of {whose} could not be resolved") from None
         addresses = []
         for text in found:
             try:
@@ -483,7 +484,7 @@ def _resolve_checked(target: _Target, field: str, policy: FetchPolicy, deadline:
         rank, kind, decisive = verdict
         if rank == _PRIVATE and policy.allow_private:
             continue
-        verb = "is" if target.literal is not None else ("resolves to" if hop == 0 else "leads to")
+        verb = "is" if target.literal is not None else "resolves to"
         tail = "such addresses are never fetched" if rank == _NEVER else "public http(s) URLs only"
         article = "an" if kind[0] in "aeiou" else "a"
         shown = str(addr) if decisive == addr else f"{addr}, that is {decisive}"
@@ -496,7 +497,7 @@ def _connect(target: _Target, addresses: list[str], field: str, deadline: _Deadl
     for ip in addresses:
         try:
             return open_connection(ip, target.port, deadline.left())
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise deadline.error() from None
         except OSError as exc:
             last = exc
@@ -513,7 +514,7 @@ def _wrap_tls(sock: socket.socket, target: _Target, field: str, deadline: _Deadl
         raise InputError(f"{field}: the host's TLS certificate could not be verified; https needs a valid certificate") from None
     except (ssl.SSLError, OSError) as exc:
         sock.close()
-        if isinstance(exc, (TimeoutError, socket.timeout)) or deadline.expired:
+        if isinstance(exc, TimeoutError) or deadline.expired:
             raise deadline.error() from None
         raise InputError(f"{field}: the TLS handshake with the host failed") from None
 
@@ -588,7 +589,7 @@ def _one_hop(
             if deadline.expired:
                 raise deadline.error() from None
             raise
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise deadline.error() from None
         except (http.client.HTTPException, OSError, ValueError):
             if deadline.expired or deadline.end <= time.monotonic():
