@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", type=Path, help="job folders and statistics (env ADGEN_DATA_DIR)")
     p.add_argument("--backend", choices=["draft", "auto", "diffusion"], help="env ADGEN_BACKEND; default draft")
-    p.add_argument("--log-level", default=os.environ.get("ADGEN_LOG_LEVEL", "INFO"), help="env ADGEN_LOG_LEVEL")
+    p.add_argument("--log-level", help="env ADGEN_LOG_LEVEL; default INFO")
     return p.parse_args(argv)
 
 
@@ -56,22 +56,24 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         guarded = GuardMiddleware(app, settings.token, security.allowed_hosts if security else None)
         log.info("serving %s on http://%s:%d%s", args.transport, args.host, args.port,
                  " (bearer token required)" if settings.token else "")
-        config = uvicorn.Config(guarded, host=args.host, port=args.port, log_level=args.log_level.lower(),
+        config = uvicorn.Config(guarded, host=args.host, port=args.port, log_level=settings.log_level.lower(),
                                 timeout_graceful_shutdown=5, lifespan="on")
         await uvicorn.Server(config).serve()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # stdout belongs to the MCP stdio transport: every log line goes to stderr.
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides: dict[str, object] = {}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.backend:
         overrides["backend"] = args.backend
+    if args.log_level:
+        overrides["log_level"] = args.log_level
     settings = Settings.from_env(**overrides)
+    # stdout belongs to the MCP stdio transport: every log line goes to stderr.
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         anyio.run(serve, args, settings)
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from mcp_server.openapi import openapi_document
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.schemas import GenerateRequest, describe_validation
-from pipeline.store import ARTIFACTS
+from pipeline.jobs.store import ARTIFACTS
 
 MAX_BODY = 40 * 1024 * 1024
 DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
@@ -66,7 +66,7 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
         if request.query_params.get("images") == "base64":  # the design doc's original shape
             for key in ("step1_result", "step2_result", "final_result"):
                 if data[key]:
-                    path = manager.store.artifact(job_id, data[key].rsplit("/", 1)[-1])
+                    path = manager.artifact(job_id, data[key].rsplit("/", 1)[-1])
                     data[key] = await anyio.to_thread.run_sync(_b64, path) if path else None
         return JSONResponse(data)
 
@@ -80,7 +80,7 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
     @route("/jobs/{job_id}/{artifact}", methods=["GET"])
     async def artifact(request: Request) -> Response:
         name = request.path_params["artifact"]
-        path = manager.store.artifact(request.path_params["job_id"], name)
+        path = manager.artifact(request.path_params["job_id"], name)
         if path is None:
             return _error(404, "no such image")
         # Artifacts are written once (atomically) and never change: let browsers cache them.
@@ -109,7 +109,7 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
 
     @route("/fonts", methods=["GET"])
     async def fonts(request: Request) -> Response:
-        fonts = await anyio.to_thread.run_sync(manager.fonts.fonts)
+        fonts = await anyio.to_thread.run_sync(manager.list_fonts)
         return JSONResponse([f.model_dump(mode="json") for f in fonts])
 
     @route("/resources", methods=["GET"])

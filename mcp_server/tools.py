@@ -18,8 +18,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ImageContent, ResourceLink, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from pipeline.design.llm import Sampler
-from pipeline.design.prompt import DesignPrompt
+from pipeline.jobs.designers import Sampler
+from pipeline.messages import DesignPrompt
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.schemas import (
@@ -57,7 +57,7 @@ def _status_text(st: StatusResponse) -> str:
 
 def status_result(manager: JobManager, st: StatusResponse, with_preview: bool) -> CallToolResult:
     content: list[Any] = [TextContent(text=_status_text(st))]
-    preview = manager.store.artifact(st.job_id, "preview.jpg")
+    preview = manager.artifact(st.job_id, "preview.jpg")
     if with_preview and preview is not None and st.status != "pending":
         content.append(ImageContent(data=_preview_b64(str(preview), preview.stat().st_mtime_ns), mime_type="image/jpeg"))
     for key in ("final_result", "step1_result"):
@@ -103,7 +103,7 @@ async def follow_job(
     last = -1
     sampler = sampler or sampler_for(ctx)
     if sampler is not None:
-        manager.samplers[job_id] = sampler
+        manager.attach_sampler(job_id, sampler)
     try:
         while True:
             st = manager.status(job_id, with_metrics=False)
@@ -115,8 +115,8 @@ async def follow_job(
                 return manager.status(job_id)
             await manager.wait_for_change(job_id, min(0.5, remaining))
     finally:
-        if sampler is not None and manager.samplers.get(job_id) is sampler:
-            del manager.samplers[job_id]
+        if sampler is not None:
+            manager.detach_sampler(job_id, sampler)
 
 
 def _request_signature() -> inspect.Signature:
@@ -219,7 +219,7 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
         annotations=ToolAnnotations(title="List fonts", read_only_hint=True),
     )
     async def list_fonts() -> FontList:
-        return FontList(fonts=list(await anyio.to_thread.run_sync(manager.fonts.fonts)))
+        return FontList(fonts=list(await anyio.to_thread.run_sync(manager.list_fonts)))
 
     @server.tool(
         description="Live CPU/RAM/GPU metrics, the active backend, worker state and loaded models.",
@@ -234,7 +234,7 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
         "background.png, composite.png, mask.png, product.png.",
     )
     async def job_artifact(job_id: str, artifact: str) -> bytes:
-        path = manager.store.artifact(job_id, artifact)
+        path = manager.artifact(job_id, artifact)
         if path is None or not artifact.endswith(".png"):
             raise ValueError(f"no artifact {artifact!r} for job {job_id!r}")
         return await anyio.Path(path).read_bytes()

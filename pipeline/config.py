@@ -1,7 +1,7 @@
-"""One typed configuration object, built once from the environment and passed in.
+"""One typed configuration object (pydantic-settings), built once and passed in.
 
-Nothing in the project reads ``os.environ`` for settings except ``Settings.from_env``;
-the worker process receives the same object (it is picklable), so both sides agree.
+Nothing in the project reads the environment for settings except ``Settings``; the worker
+process receives the same object (it is picklable), so both sides agree.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_FONTS_DIR = REPO_ROOT / "fonts"
@@ -31,43 +33,61 @@ def _find_chromium() -> str:
     return "/usr/bin/chromium"
 
 
-_ENV_FIELDS = {
-    "ADGEN_DATA_DIR": "data_dir", "ADGEN_BACKEND": "backend", "ADGEN_QUEUE_MAX": "queue_max",
-    "ADGEN_CHROMIUM": "chromium_path", "ADGEN_RENDER_TIMEOUT": "render_timeout_s", "ADGEN_STOP_GRACE": "stop_grace_s",
-    "ADGEN_DEVICE": "device", "ADGEN_FLUX_MODEL": "flux_model", "ADGEN_FLUX_PROFILE": "flux_profile",
-    "ADGEN_FLUX_STEPS": "flux_steps", "ADGEN_TRUE_CFG_SCALE": "true_cfg_scale", "ADGEN_SEG_MODEL": "seg_model",
-    "ADGEN_SEG_INPUT_SIZE": "seg_input_size", "ADGEN_VLM_MODEL": "vlm_model", "ADGEN_VLM_MAX_PIXELS": "vlm_max_pixels",
-    "ADGEN_VLM_MAX_NEW_TOKENS": "vlm_max_new_tokens", "ADGEN_VRAM_BUDGET_GB": "vram_budget_gb",
-    "ADGEN_VRAM_RESERVE_GB": "vram_reserve_gb", "ADGEN_ANTHROPIC_MODEL": "anthropic_model",
-    "ADGEN_LLM_TIMEOUT": "llm_timeout_s", "ADGEN_LOCAL_LLM": "local_llm",
-    "ADGEN_LOCAL_LLM_MAX_NEW_TOKENS": "local_llm_max_new_tokens", "ADGEN_TOKEN": "token", "ADGEN_KEEP_JOBS": "keep_jobs",
-    "ADGEN_KEEP_DAYS": "keep_days", "ADGEN_VRAM_CHECK": "vram_check", "ADGEN_MIN_FREE_VRAM_GB": "min_free_vram_gb",
-}
-_ENV_LISTS = {
-    "ADGEN_INPUT_DIRS": ("input_dirs", os.pathsep),
-    "ADGEN_ALLOWED_HOSTS": ("allowed_hosts", ","),
-    "ADGEN_INJECT_FAULTS": ("inject_faults", ","),
-}
+def _split(sep: str) -> Any:
+    """Environment lists are separated strings (ADGEN_INPUT_DIRS=/a:/b), not JSON."""
+
+    def split(value: Any) -> Any:
+        return [item for item in value.split(sep) if item] if isinstance(value, str) else value
+
+    return BeforeValidator(split)
 
 
-class Settings(BaseModel):
-    """Server-wide settings. Per-job choices live in ``GenerateRequest`` instead."""
+class _ConfigFile(PydanticBaseSettingsSource):
+    """The optional file named by ADGEN_CONFIG (TOML or JSON; keys are the field names)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path:
+            return {}
+        text = Path(self.path).read_text()
+        data = tomllib.loads(text) if self.path.endswith(".toml") else json.loads(text)
+        return dict(data)
+
+
+class Settings(BaseSettings):
+    """Server-wide settings. Per-job choices live in ``GenerateRequest`` instead.
+
+    Built once (``Settings.from_env()``) from defaults < the ADGEN_CONFIG file < environment
+    (``ADGEN_<FIELD>``, plus the few names below) < explicit arguments, then passed in.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ADGEN_", populate_by_name=True, extra="ignore")
+
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Job folders and statistics.")
-    input_dirs: list[Path] = Field(
+    input_dirs: Annotated[list[Path], NoDecode, _split(os.pathsep)] = Field(
         default_factory=list,
         description="Folders from which *_path request fields may read images; empty = paths refused.",
     )
     backend: Literal["draft", "auto", "diffusion"] = "draft"
     queue_max: int = Field(16, ge=1, le=1000, description="Jobs accepted at once (running + waiting).")
-    chromium_path: str = Field(default_factory=_find_chromium)
+    chromium_path: str = Field(default_factory=_find_chromium, validation_alias="ADGEN_CHROMIUM")
     fonts_dir: Path = BUNDLED_FONTS_DIR
-    render_timeout_s: float = Field(15.0, gt=0)
-    stop_grace_s: float = Field(5.0, gt=0, description="Cooperative stop deadline before the worker is killed.")
+    render_timeout_s: float = Field(15.0, gt=0, validation_alias="ADGEN_RENDER_TIMEOUT")
+    stop_grace_s: float = Field(5.0, gt=0, validation_alias="ADGEN_STOP_GRACE", description="Cooperative stop deadline before the worker is killed.")
     max_image_bytes: int = Field(25 * 1024 * 1024, description="Largest decoded input image file.")
     max_image_pixels: int = Field(40_000_000, description="Largest input image in pixels (decompression bombs).")
     anthropic_model: str = "claude-sonnet-5"
-    llm_timeout_s: float = Field(90.0, gt=0, description="Longest wait for an LLM designer's answer.")
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+    anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
+    llm_timeout_s: float = Field(90.0, gt=0, validation_alias="ADGEN_LLM_TIMEOUT",
+                                 description="Longest wait for an LLM designer's answer.")
     # ---- model stages (diffusion backend) ----
     device: Literal["auto", "cuda", "cpu"] = "auto"
     flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hugging Face id or local folder.")
@@ -83,18 +103,19 @@ class Settings(BaseModel):
     vlm_max_new_tokens: int = Field(96, ge=1, le=1024)
     vram_budget_gb: float | None = Field(None, ge=0, description="Model cache budget; None = free VRAM minus reserve.")
     vram_reserve_gb: float = Field(2.0, ge=0)
-    offline: bool = Field(False, description="Never reach the hub (HF_HUB_OFFLINE=1 also turns this on).")
-    inject_faults: list[str] = Field(
-        default_factory=list,
-        description="Testing only: 'oom@<stage>' raises CUDA OOM, 'poison@<stage>' a fatal CUDA error, "
-        "'chromium@render' kills the browser once in the middle of a render.",
+    offline: bool = Field(False, validation_alias=AliasChoices("ADGEN_OFFLINE", "HF_HUB_OFFLINE"),
+                          description="Never reach the hub (HF_HUB_OFFLINE=1 turns this on too).")
+    worker_hooks: str | None = Field(
+        None, description="Testing only: 'package.module:argument' whose make_hooks(argument) gives the worker's "
+        "fault-injection hooks (see pipeline/worker/hooks.py).",
     )
     local_llm: str | None = Field(
         None, description="Offline designer in the worker: 'smollm2', a .gguf file or a model folder."
     )
     local_llm_max_new_tokens: int = Field(384, ge=16, le=4096)
-    token: str | None = Field(None, description="Bearer token for the HTTP transports, REST and dashboard.")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")
+    log_level: str = Field("INFO", description="Server log level (logs go to stderr).")
+    token: str | None = Field(None, repr=False, description="Bearer token for the HTTP transports, REST and dashboard.")
+    allowed_hosts: Annotated[list[str], NoDecode, _split(",")] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
     keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
     vram_check: Literal["warn", "refuse", "off"] = Field(
@@ -103,24 +124,17 @@ class Settings(BaseModel):
     min_free_vram_gb: float = Field(22.0, ge=0, description="The design doc's L4 figure.")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFile(settings_cls, os.environ.get("ADGEN_CONFIG"))
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
         """Defaults < config file (ADGEN_CONFIG, TOML or JSON) < environment < explicit overrides."""
-        env = os.environ
-        values: dict[str, object] = {}
-        if path := env.get("ADGEN_CONFIG"):
-            text = Path(path).read_text()
-            values.update(tomllib.loads(text) if path.endswith(".toml") else json.loads(text))
-        # Strings are converted and checked by the fields' own types, so a bad value names its variable.
-        for var, field in _ENV_FIELDS.items():
-            if v := env.get(var):
-                values[field] = v
-        for var, (field, sep) in _ENV_LISTS.items():
-            if v := env.get(var):
-                values[field] = [item for item in v.split(sep) if item]
-        if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or env.get("ADGEN_OFFLINE") == "1":
-            values["offline"] = True
-        values.update(overrides)
-        return cls(**values)
+        return cls(**overrides)
 
     @property
     def jobs_dir(self) -> Path:

@@ -6,16 +6,35 @@ so a font that list_fonts reports is a font the text layer can use.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
 from pipeline.cssvalues import GENERIC_FAMILIES, parse_font_family
-from pipeline.render.browser import fontconfig_file
 from pipeline.schemas import FontInfo
+
+
+def fontconfig_file(fonts_dir: Path, include_system: bool = True) -> Path:
+    """A fontconfig file that adds the bundled fonts to the system's (or uses them alone)."""
+    system = "  <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n" if include_system else ""
+    text = (
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        f"{system}  <dir>{fonts_dir.resolve()}</dir>\n"
+        f"  <cachedir>{Path(tempfile.gettempdir()) / 'adgen-fontcache'}</cachedir>\n</fontconfig>\n"
+    )
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    conf = Path(tempfile.gettempdir()) / f"adgen-fonts-{os.getuid()}-{digest}.conf"
+    if not conf.exists() or conf.read_text() != text:
+        tmp = conf.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, conf)
+    return conf
+
 
 # fontconfig weight -> CSS weight
 _WEIGHTS = {0: 100, 40: 200, 50: 300, 55: 350, 75: 400, 80: 400, 100: 500, 180: 600, 200: 700, 205: 800, 210: 900, 215: 950}

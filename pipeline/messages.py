@@ -1,7 +1,8 @@
-"""Plain, picklable messages that cross the server <-> worker process boundary.
+"""Typed, picklable messages across the server <-> worker process boundary, one way each.
 
-Commands go down a queue to the worker; events come back up another. Images never
-travel here: stages write PNG files into the job folder and events name them.
+Commands go down a queue to the worker; events come back up another. Images never travel
+here: stages write files into the job folder and events name them. Every decision the
+server can make (seed, backend, plan) is made at submit and carried in ``RunJob``.
 """
 
 from __future__ import annotations
@@ -9,14 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.schemas import GenerateRequest
+
+MAX_ANSWER_CHARS = 300_000  # an LLM designer's answer larger than this is refused unread
+
+
+@dataclass(frozen=True)
+class DesignPrompt:
+    """What an LLM designer is asked (built in the worker, answered on the server side)."""
+
+    system: str
+    user: str
+    max_tokens: int = 2048
+
 
 # ---- commands (server -> worker) -------------------------------------------------------
 @dataclass(frozen=True)
 class RunJob:
     job_id: str
     job_dir: str
-    request: dict[str, Any]  # GenerateRequest.model_dump(), images already saved as files
-    backend: str
+    request: GenerateRequest  # images already saved as files in job_dir
+    backend: str  # "draft" or "diffusion", decided at submit
+    seed: int  # decided at submit (the request's, or a random one)
+    plan: tuple[str, ...]  # stage keys, decided at submit
 
 
 @dataclass(frozen=True)
@@ -37,16 +53,26 @@ Command = RunJob | Shutdown | DesignAnswer
 
 # ---- events (worker -> server) ---------------------------------------------------------
 @dataclass(frozen=True)
+class WorkerState:
+    """What the worker holds: backends, models, browser. Sent at start and after every job."""
+
+    default_backend: str
+    backend_reason: str
+    backend_info: dict[str, Any] = field(default_factory=dict)  # device, precision, cache contents
+    renderer_launches: int = 0
+    local_llm: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class WorkerReady:
     pid: int
-    info: dict[str, Any] = field(default_factory=dict)
+    state: WorkerState
 
 
 @dataclass(frozen=True)
 class StageStarted:
     job_id: str
     stage: str
-    plan: tuple[str, ...]  # every stage this job will run, in order
     message: str
 
 
@@ -71,9 +97,18 @@ class DesignNeeded:
     """The worker asks the server's LLM designers (MCP sampling / Anthropic) for HTML."""
 
     job_id: str
-    system: str
-    user: str
-    max_tokens: int
+    prompt: DesignPrompt
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a finished job tells about itself beyond its status (persisted with the job)."""
+
+    designer: str | None = None
+    design_note: str | None = None
+    design_removed: tuple[str, ...] = ()
+    text_region: str | None = None
+    font_px: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +116,17 @@ class JobFinished:
     job_id: str
     status: Literal["completed", "failed", "stopped"]
     error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. the seed actually used
+    report: JobReport = field(default_factory=JobReport)
 
 
-Event = WorkerReady | StageStarted | StageProgress | StageFinished | DesignNeeded | JobFinished
+@dataclass(frozen=True)
+class WorkerExiting:
+    """The worker is about to exit on its own (e.g. a poisoned CUDA context); start a fresh one."""
+
+    reason: str
+
+
+Event = (
+    WorkerReady | WorkerState | StageStarted | StageProgress | StageFinished | DesignNeeded | JobFinished
+    | WorkerExiting
+)

@@ -22,14 +22,14 @@ from PIL import Image
 
 from mcp_server.server import build_server
 from pipeline.config import BUNDLED_FONTS_DIR, Settings
-from pipeline.design.fontembed import font_face_css
-from pipeline.design.sanitize import build_document, contains_copy, sanitize_html
+from pipeline.worker.design.fontembed import font_face_css
+from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.fonts import FontCatalog
 from pipeline.jobs import JobManager
 from pipeline.schemas import GenerateRequest
-from pipeline.render.browser import NavigationRefused, TextRenderer
-from pipeline.runner import covers
-from pipeline.stages.design import DesignSpec, design_template
+from pipeline.worker.render.browser import NavigationRefused, TextRenderer
+from pipeline.worker.steps import covers
+from pipeline.worker.stages.design import DesignSpec, design_template
 
 COPY = "LLM 세일"
 GREEN_HTML = f"""<!doctype html><html><head><style>

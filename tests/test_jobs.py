@@ -38,7 +38,7 @@ def _group_gone(pgid: int) -> bool:
 async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: Settings, product_b64: str) -> None:
     async with JobManager(settings) as m:
         assert await m.wait_ready()
-        old_pid = m.worker.process.pid
+        old_pid = m.worker.handle.pid
         job = await m.submit(_req(product_b64))
         with anyio.fail_after(20):
             while m.jobs[job.job_id].stage is None:
@@ -55,14 +55,14 @@ async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: 
                 await anyio.sleep(0.1)
         nxt = await m.submit(_req(product_b64, "after the crash"))
         assert await _wait_status(m, nxt.job_id, {"completed", "failed"}) == "completed"
-        assert m.worker.process.pid != old_pid and m.worker_restarts == 1
+        assert m.worker.handle.pid != old_pid and m.worker.restarts == 1
 
 
 async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", stop_grace_s=0.001)  # the worker cannot reach a safe point in time
     async with JobManager(settings) as m:
         assert await m.wait_ready()
-        old = m.worker.process
+        old = m.worker.handle.process
         job = await m.submit(_req(product_b64))
         with anyio.fail_after(20):
             while m.jobs[job.job_id].stage is None:
@@ -83,8 +83,8 @@ async def test_restart_serves_finished_jobs_and_fails_interrupted_ones(settings:
         await _wait_status(m, done.job_id, {"completed"})
         before = m.status(done.job_id)
     # Fake a job that was running when the server died.
-    interrupted = Job(id="f" * 32, params={}, width=1024, height=1024, backend="draft", created_at=time.time(),
-                      status="running")
+    interrupted = Job(id="f" * 32, params={}, width=1024, height=1024, backend="draft", seed=1,
+                      created_at=time.time(), plan=(), expected={}, status="running")
     m.store.create(interrupted.id)
     m.store.write_record(interrupted.id, interrupted.record())
 
@@ -114,15 +114,17 @@ async def test_queue_bound_keeps_order_and_refuses_clearly(tmp_path, product_b64
         assert positions == list(range(15))
         for j in accepted:
             assert await _wait_status(m, j, {"completed", "failed", "stopped"}, timeout=120) == "completed"
-        finished = sorted(accepted, key=lambda j: m.jobs[j].created_at)
-        assert finished == accepted  # FIFO: every accepted job ran, none lost
+        started = sorted(accepted, key=lambda j: m.jobs[j].started_at)
+        assert started == accepted  # FIFO: jobs started in the order they were accepted, none lost
 
 
 async def test_eta_counts_down_between_updates_and_goes_negative(settings: Settings) -> None:
     m = JobManager(settings)  # no worker needed: progress and ETA are computed server-side
     now = time.monotonic()
-    job = Job(id="a" * 32, params={}, width=1024, height=1024, backend="diffusion", created_at=time.time(),
-              status="running", plan=("segment", "background", "composite"), stage="background",
+    plan = ("segment", "background", "composite")
+    job = Job(id="a" * 32, params={}, width=1024, height=1024, backend="diffusion", seed=1, created_at=time.time(),
+              status="running", plan=plan, expected={s: m.stats.expected("diffusion", 1024, 1024, s) for s in plan},
+              stage="background",
               stage_started=now - 10, started_mono=now - 18, done={"segment": 8.0})
     m.jobs[job.id] = job
     first = m.status(job.id, with_metrics=False)

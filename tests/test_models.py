@@ -20,10 +20,10 @@ pytest.importorskip("diffusers", reason="model stages need the [models] extra")
 from diffusers import FluxImg2ImgPipeline  # noqa: E402
 
 from mcp_server.server import build_server  # noqa: E402
-from pipeline.backends.diffusion import DiffusionBackend  # noqa: E402
+from pipeline.worker.backends.diffusion import DiffusionBackend  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.jobs import JobManager  # noqa: E402
-from pipeline.models import loader  # noqa: E402
+from pipeline.worker.models import loader  # noqa: E402
 from pipeline.schemas import GenerateRequest  # noqa: E402
 from tests.conftest import synthetic_product  # noqa: E402
 from tests.tiny_models.flux import build_flux  # noqa: E402
@@ -175,15 +175,15 @@ async def test_stop_lands_inside_the_denoising_loop(tmp_path: Path, tiny_models,
 
 @pytest.mark.anyio
 async def test_cuda_oom_is_retried_twice_then_fails_with_worker_alive(tmp_path, tiny_models, product_b64) -> None:
-    async with JobManager(model_settings(tmp_path, tiny_models, inject_faults=["oom@background"])) as m:
+    async with JobManager(model_settings(tmp_path, tiny_models, worker_hooks="tests.faults:oom@background")) as m:
         assert await m.wait_ready()
-        pid = m.worker.process.pid
+        pid = m.worker.handle.pid
         job = await m.submit(req(product_b64))
         assert await wait_done(m, job.job_id) == "failed"
         st = m.status(job.job_id)
         assert "out of GPU memory after 2 retries" in st.error
         assert m.resources().models["backend"]["oom_retries_used"] == 2
-        assert m.worker.process.pid == pid and m.worker.alive()
+        assert m.worker.handle.pid == pid and m.worker.alive()
         ok = await m.submit(req(product_b64, test_mode=True))
         assert await wait_done(m, ok.job_id) == "completed"
 
@@ -219,7 +219,7 @@ async def test_resources_show_backend_precision_and_cache_before_any_job(tmp_pat
 
 
 def test_auto_backend_falls_back_to_draft_without_cuda(tmp_path: Path, tiny_models) -> None:
-    from pipeline.worker import BackendRegistry
+    from pipeline.worker.main import BackendRegistry
 
     reg = BackendRegistry(model_settings(tmp_path, tiny_models, backend="auto"))
     assert reg.default == "draft" and "no CUDA" in reg.reason
@@ -227,15 +227,15 @@ def test_auto_backend_falls_back_to_draft_without_cuda(tmp_path: Path, tiny_mode
 
 @pytest.mark.anyio
 async def test_poisoned_cuda_context_restarts_the_worker(tmp_path, tiny_models, product_b64) -> None:
-    async with JobManager(model_settings(tmp_path, tiny_models, inject_faults=["poison@background"])) as m:
+    async with JobManager(model_settings(tmp_path, tiny_models, worker_hooks="tests.faults:poison@background")) as m:
         assert await m.wait_ready()
-        pid = m.worker.process.pid
+        pid = m.worker.handle.pid
         job = await m.submit(req(product_b64))
         assert await wait_done(m, job.job_id) == "failed"
         assert "illegal memory access" in m.status(job.job_id).error
         with anyio.fail_after(30):
-            while m.worker_restarts == 0 or not m.worker.ready:
+            while m.worker.restarts == 0 or not m.worker.ready:
                 await anyio.sleep(0.1)
-        assert m.worker.process.pid != pid
+        assert m.worker.handle.pid != pid
         ok = await m.submit(req(product_b64, test_mode=True))
         assert await wait_done(m, ok.job_id) == "completed"

@@ -11,7 +11,7 @@ from mcp import Client
 
 from pipeline.config import Settings
 from pipeline.jobs import Job, JobManager, StartupError
-from pipeline.store import JobStore
+from pipeline.jobs.store import JobStore
 from tests.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.anyio
@@ -89,12 +89,12 @@ def test_retention_by_count_and_age(tmp_path: Path) -> None:
     now = time.time()
     records = []
     for i, age_days in enumerate([0, 1, 2, 40]):
-        job = Job(id=f"{i:032x}", params={}, width=256, height=256, backend="draft",
-                  created_at=now - age_days * 86400, status="completed")
+        job = Job(id=f"{i:032x}", params={}, width=256, height=256, backend="draft", seed=1,
+                  created_at=now - age_days * 86400, plan=(), expected={}, status="completed")
         store.create(job.id)
         records.append(job.record())
-    running = Job(id="f" * 32, params={}, width=256, height=256, backend="draft", created_at=now - 99 * 86400,
-                  status="running")
+    running = Job(id="f" * 32, params={}, width=256, height=256, backend="draft", seed=1,
+                  created_at=now - 99 * 86400, plan=(), expected={}, status="running")
     store.create(running.id)
     records.append(running.record())
     removed = store.prune(records, keep=2, max_age_s=30 * 86400)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.stages.analyze import analyze_draft
-from pipeline.stages.background import generate_draft
-from pipeline.stages.composite import composite
-from pipeline.stages.design import DesignSpec, choose_region, design_template, fit_font_size
-from pipeline.stages.refine import harmonise
-from pipeline.stages.segment import classical_mask, has_useful_alpha, segment_draft
+from pipeline.worker.stages.analyze import analyze_draft
+from pipeline.worker.stages.background import generate_draft
+from pipeline.worker.stages.composite import composite
+from pipeline.worker.stages.design import DesignSpec, choose_region, design_template, fit_font_size
+from pipeline.worker.stages.refine import harmonise
+from pipeline.worker.stages.segment import classical_mask, has_useful_alpha, segment_draft
 from tests.conftest import synthetic_product
 
 

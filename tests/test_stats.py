@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stats import DEFAULTS, StageStats
+from pipeline.jobs.stats import StageStats
+from pipeline.registry import default_seconds
 
 
 def _writer(path: str, stage: str, n: int) -> None:
@@ -19,13 +20,13 @@ def _writer(path: str, stage: str, n: int) -> None:
 
 def test_defaults_then_moving_average(tmp_path: Path) -> None:
     s = StageStats(tmp_path / "stats.json")
-    assert s.expected("diffusion", 1024, 1024, "background") == DEFAULTS["diffusion"]["background"]
-    assert s.expected("diffusion", 512, 512, "background") == DEFAULTS["diffusion"]["background"] / 4
+    assert s.expected("diffusion", 1024, 1024, "background") == default_seconds("diffusion", "background")
+    assert s.expected("diffusion", 512, 512, "background") == default_seconds("diffusion", "background") / 4
     s.record("draft", 1024, 1024, "render", 1.0)
     s.record("draft", 1024, 1024, "render", 2.0)
     assert s.expected("draft", 1024, 1024, "render") == 1.0 * 0.7 + 2.0 * 0.3
     assert StageStats(tmp_path / "stats.json").expected("draft", 1024, 1024, "render") == pytest.approx(1.3)  # persisted
-    assert s.expected("draft", 512, 512, "render") == DEFAULTS["draft"]["render"]  # other canvas: own key
+    assert s.expected("draft", 512, 512, "render") == default_seconds("draft", "render")  # other canvas: own key
 
 
 def test_concurrent_processes_lose_no_update(tmp_path: Path) -> None:

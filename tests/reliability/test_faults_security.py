@@ -38,18 +38,18 @@ async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: st
         assert await m.wait_ready()
         first = await m.submit(GenerateRequest(product_image=product_b64, text_content="before"))
         assert await _done(m, first.job_id) == "completed"
-        pids = _chromium_pids(m.worker.process.pid)
+        pids = _chromium_pids(m.worker.handle.pid)
         assert pids, "the warm browser should be running"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         second = await m.submit(GenerateRequest(product_image=product_b64, text_content="after the kill"))
         assert await _done(m, second.job_id) == "completed"
         assert m.resources().models["renderer_launches"] >= 2
-        assert set(_chromium_pids(m.worker.process.pid)).isdisjoint(pids)
+        assert set(_chromium_pids(m.worker.handle.pid)).isdisjoint(pids)
 
 
 async def test_chromium_killed_mid_render_is_relaunched(tmp_path, product_b64: str) -> None:
-    settings = Settings(data_dir=tmp_path / "d", inject_faults=["chromium@render"])
+    settings = Settings(data_dir=tmp_path / "d", worker_hooks="tests.faults:chromium@render")
     async with JobManager(settings) as m:
         assert await m.wait_ready()
         job = await m.submit(GenerateRequest(product_image=product_b64, text_content="mid-render"))

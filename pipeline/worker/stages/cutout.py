@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 WORK_SIDE = 320
-CONFIDENCE_THRESHOLD = 0.5
+CONFIDENCE_THRESHOLD = 0.52  # calibrated on tests/data/corpus (bench/cutout.py)
 _LAB_WEIGHTS = np.array([0.5, 1.0, 1.0], np.float32)  # lightness drifts with studio light fall-off
 
 
@@ -119,10 +119,11 @@ def _border_colour_distance(lab: np.ndarray) -> tuple[np.ndarray, float]:
     centres = centres[counts >= max(3, 0.004 * len(border))]
     own = np.linalg.norm(border - centres[np.argmin(((border[:, None] - centres[None]) ** 2).sum(2), axis=1)], axis=1)
     spread = float(np.percentile(own, 90))
-    flat = (lab * _LAB_WEIGHTS).reshape(-1, 1, 3)
-    d2 = ((flat - centres[None]) ** 2).sum(2)
+    flat = (lab * _LAB_WEIGHTS).reshape(-1, 3)
+    centres = centres.astype(np.float32)
+    d2 = (flat * flat).sum(1, keepdims=True) - 2.0 * flat @ centres.T + (centres * centres).sum(1)[None]
     nearest = d2.argmin(1)
-    dist = np.sqrt(d2.min(1)).reshape(lab.shape[:2])
+    dist = np.sqrt(np.maximum(d2[np.arange(len(d2)), nearest], 0)).reshape(lab.shape[:2])
     scale = max(12.0, 2.5 * spread)
     out = np.clip(dist / scale, 0, 1).astype(np.float32)
     # Cast shadows on the backdrop: the backdrop's hue, darker, smooth. Not product.
@@ -258,10 +259,29 @@ def _confidence(
     return comps
 
 
+# How much each part counts (exponents of a weighted product: any one bad part pulls the
+# confidence down). Calibrated on tests/data/corpus, see bench/cutout.py.
+_CONFIDENCE_WEIGHTS = {
+    "contrast": 1.0,  # product colours differ from the scene right around it
+    "cue_inside": 1.0,  # the border-colour cue marks the region as not-background
+    "solidity": 3.0,  # one compact body, not a body plus look-alike scraps (busy scenes only)
+    "frame_touch": 3.0,  # not cut by the frame
+    "area": 1.0,  # neither a speck nor nearly the whole photo
+    "boundary": 0.2,  # the boundary sits on real edges
+    "agreement": 0.5,  # an independent cue finds about the same region
+}
+
+
 def _combine(c: dict[str, float]) -> float:
-    weights = {"boundary": 1.0, "solidity": 0.6, "frame_touch": 1.0, "area": 1.0, "agreement": 1.0, "contrast": 1.0}
-    logs = sum(w * np.log(max(c.get(k, 0.0), 1e-3)) for k, w in weights.items())
-    return float(np.exp(logs / sum(weights.values())))
+    # On a clean backdrop (boundary edges far stronger than anything around them) a
+    # sprawling shape is the product's own (cherries on stems, a trumpet): shape is no cue.
+    clean = float(np.clip((c.get("boundary_ratio", 0.0) - 12.0) / 8.0, 0, 1))
+    conf = 1.0
+    for k, w in _CONFIDENCE_WEIGHTS.items():
+        if k == "solidity":
+            w *= 1.0 - clean
+        conf *= max(c.get(k, 0.0), 1e-3) ** w
+    return float(np.clip(conf, 0.0, 1.0))
 
 
 # --------------------------------------------------------------------------- classical
@@ -279,7 +299,7 @@ def _refine(
     codes: np.ndarray,
     prior: np.ndarray,
     init: np.ndarray,
-    iters: int = 3,
+    iters: int = 2,
     band: np.ndarray | None = None,
     weight: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -337,7 +357,7 @@ def _hypotheses(small_bgr: np.ndarray, lab: np.ndarray) -> tuple[dict[str, np.nd
     return hyps, cues, spread
 
 
-def _classical(rgb: np.ndarray, debug: dict | None = None) -> tuple[np.ndarray, float, dict[str, float], list[str]]:
+def _classical(rgb: np.ndarray, debug: dict | None = None) -> tuple[np.ndarray, float, dict[str, float], list[str], str]:
     h, w = rgb.shape[:2]
     scale = WORK_SIDE / max(h, w)
     sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
@@ -362,10 +382,19 @@ def _classical(rgb: np.ndarray, debug: dict | None = None) -> tuple[np.ndarray, 
     comps["grabcut_agreement"] = _iou(refined, hyp)
     conf = _combine(comps)
     comps = dict(comps, spread=spread)
-    return refined, conf, comps, []
+    warnings = []
+    if conf < CONFIDENCE_THRESHOLD:
+        if comps.get("frame_touch", 1.0) < 0.8:
+            warnings.append("The product seems to run off the edge of the photo.")
+        if min(comps.get("contrast", 1.0), comps.get("cue_inside", 1.0)) < 0.6:
+            warnings.append("The product's colours are too close to its surroundings to cut it out reliably.")
+        if comps.get("solidity", 1.0) < 0.8:
+            warnings.append("The cut-out is ragged: parts of the background may have been taken for the product.")
+    method = "saliency+grabcut" if best == "saliency" else "border-colour+grabcut"
+    return refined, conf, comps, warnings, method
 
 
-def _grabcut_band(small_bgr: np.ndarray, hyp: np.ndarray, iters: int = 2) -> np.ndarray:
+def _grabcut_band(small_bgr: np.ndarray, hyp: np.ndarray, iters: int = 1) -> np.ndarray:
     """GrabCut on a band around a hypothesis: sure product inside, sure background outside."""
     h, w = hyp.shape
     r = max(2, round(max(h, w) * 0.03))
@@ -458,15 +487,15 @@ def cut_out(
         return CutoutResult(mask, 1.0, "alpha", tuple(warn), comps)
 
     rgb = np.asarray(photo.convert("RGB"))
-    small_mask, conf, comps, warn = _classical(rgb)
+    small_mask, conf, comps, warn, method = _classical(rgb)
     warnings.extend(warn)
     if small_mask.max() == 0:
         warnings.append("No product stood out from the background; the whole photo is used.")
         return CutoutResult(np.full((h, w), 255, np.uint8), 0.0, "none", tuple(warnings), comps)
     mask = _upscale(small_mask, rgb)
     if conf < CONFIDENCE_THRESHOLD:
-        warnings.append("The product could not be told apart from its background with confidence.")
-    return CutoutResult(mask, round(conf, 4), "saliency+grabcut", tuple(warnings), comps)
+        warnings.insert(0, "The product could not be told apart from its background with confidence.")
+    return CutoutResult(mask, round(conf, 4), method, tuple(warnings), comps)
 
 
 def apply_mask(photo: Image.Image, mask: np.ndarray) -> Image.Image:

@@ -16,13 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.backends.base import StepCallback
+from pipeline.worker.backends.base import StepCallback
+from pipeline.worker.errors import FatalDeviceError, UserFacingError
+from pipeline.worker.hooks import WorkerHooks
+from pipeline import registry
 from pipeline.config import Settings
-from pipeline.models import loader
-from pipeline.models.cache import ModelCache, flush_gpu
-from pipeline.stages.analyze import analyze_draft
-from pipeline.stages.refine import harmonise
-from pipeline.stages.segment import cutout, fill_holes
+from pipeline.worker.models import loader
+from pipeline.worker.models.cache import ModelCache, flush_gpu
+from pipeline.worker.stages.analyze import analyze_draft
+from pipeline.worker.stages.refine import harmonise
+from pipeline.worker.stages.segment import cutout, fill_holes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,16 +43,6 @@ VLM_QUESTIONS = {
 }
 
 
-class UserFacingError(RuntimeError):
-    user_facing = True
-
-
-class FatalDeviceError(RuntimeError):
-    """The CUDA context is unusable; the worker must exit so the server starts a fresh one."""
-
-    fatal = True
-
-
 _POISON = ("illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address")
 
 
@@ -61,8 +54,9 @@ def is_poisoned(exc: BaseException) -> bool:
 class DiffusionBackend:
     name = "diffusion"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hooks: WorkerHooks | None = None) -> None:
         self.settings = settings
+        self.hooks = hooks or WorkerHooks()
         self.device = loader.resolve_device(settings)
         budget_gb = loader.memory_budget_gb(settings, self.device)
         self.plan = loader.plan_precision(self.device, budget_gb)
@@ -73,16 +67,11 @@ class DiffusionBackend:
                  self.profile, self.steps)
 
     # ---- helpers -----------------------------------------------------------------------
-    def _fault(self, stage: str) -> None:
-        if f"oom@{stage}" in self.settings.inject_faults:
-            raise torch.cuda.OutOfMemoryError(f"injected CUDA out of memory in {stage}")
-        if f"poison@{stage}" in self.settings.inject_faults:
-            raise RuntimeError(f"CUDA error: an illegal memory access was encountered (injected in {stage})")
-
-    def _with_oom_retry(self, stage: str, keep: str, fn: Callable[[], T]) -> T:
+    def _with_oom_retry(self, spec: registry.StageSpec, keep: str, fn: Callable[[], T]) -> T:
+        stage = spec.label
         for attempt in range(OOM_RETRIES + 1):
             try:
-                self._fault(stage)
+                self.hooks.model_call(spec.key)
                 return fn()
             except torch.cuda.OutOfMemoryError as exc:
                 log.warning("%s: CUDA out of memory (attempt %d/%d): %s", stage, attempt + 1, OOM_RETRIES + 1, exc)
@@ -139,7 +128,7 @@ class DiffusionBackend:
             soft = np.where(solid > 0, np.maximum(mask, 0.5), np.where(mask > 0.15, mask, 0))
             return cutout(photo, (np.clip(soft, 0, 1) * 255).astype(np.uint8))
 
-        return self._with_oom_retry("segmentation", "segmenter", run)
+        return self._with_oom_retry(registry.SEGMENT, "segmenter", run)
 
     def background(
         self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback
@@ -157,7 +146,7 @@ class DiffusionBackend:
             )
             return out.images[0]
 
-        image = self._with_oom_retry("background", "flux", run)
+        image = self._with_oom_retry(registry.BACKGROUND, "flux", run)
         return image, {"light_x": 0.5, "ground": 0.86}
 
     def refine(
@@ -179,7 +168,7 @@ class DiffusionBackend:
             )
             return out.images[0]
 
-        refined = self._with_oom_retry("refine", "flux", run).convert("RGB")
+        refined = self._with_oom_retry(registry.REFINE, "flux", run).convert("RGB")
         # img2img would redraw the product too, and an ad must show the real one: keep the product from
         # the composite, take light, shadows and surroundings from the refined image, then harmonise tones.
         keep = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(np.float32)[..., None] / 255.0
@@ -205,7 +194,7 @@ class DiffusionBackend:
             self.cache.release("vlm")
             return answers
 
-        result.update(self._with_oom_retry("analysis", "vlm", run))
+        result.update(self._with_oom_retry(registry.ANALYZE, "vlm", run))
         return result
 
     def info(self) -> dict[str, Any]:

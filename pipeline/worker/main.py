@@ -1,7 +1,7 @@
 """The worker process: the only owner of models, GPU memory and the warm browser.
 
-It is started once by the job manager (multiprocessing, spawn) and runs jobs one at a
-time from a command queue, reporting events on another. It exits when told to, or when
+It is started once by the server's supervisor (multiprocessing, spawn) and runs jobs one at
+a time from a command queue, reporting events on another. It exits when told to, or when
 its parent disappears, so a killed server never leaves it behind.
 """
 
@@ -12,27 +12,27 @@ import os
 import queue
 import signal
 import sys
-from dataclasses import replace
 from multiprocessing.sharedctypes import SynchronizedString
 from typing import Any
 
-from pipeline.backends.base import Backend
-from pipeline.backends.draft import DraftBackend
 from pipeline.config import Settings
-from pipeline.design.local_llm import LocalDesigner
-from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerReady
-from pipeline.render.browser import TextRenderer
-from pipeline.runner import JobRunner
-from pipeline.schemas import GenerateRequest
+from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerExiting, WorkerReady, WorkerState
+from pipeline.worker.backends.base import Backend
+from pipeline.worker.backends.draft import DraftBackend
+from pipeline.worker.design.local_llm import LocalDesigner
+from pipeline.worker.hooks import WorkerHooks, load_hooks
+from pipeline.worker.render.browser import TextRenderer
+from pipeline.worker.runner import JobRunner
 
 log = logging.getLogger("adgen.worker")
 
 
 class BackendRegistry:
-    """Chooses the backend for each job and keeps backend instances (models stay cached between jobs)."""
+    """Resolves the default backend once, and keeps backend instances (models stay cached between jobs)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hooks: WorkerHooks | None = None) -> None:
         self.settings = settings
+        self.hooks = hooks or WorkerHooks()
         self._draft = DraftBackend()
         self._diffusion: Backend | None = None
         self.default, self.reason = self._resolve_default()
@@ -54,26 +54,24 @@ class BackendRegistry:
             return "diffusion", "configured"
         if not torch.cuda.is_available():
             return "draft", "auto: no CUDA device"
-        from pipeline.models.loader import weights_resolvable
+        from pipeline.worker.models.loader import weights_resolvable
 
         ok, why = weights_resolvable(self.settings)
         return ("diffusion", f"auto: CUDA present, {why}") if ok else ("draft", f"auto: {why}")
 
     def _diffusion_backend(self) -> Backend:
         if self._diffusion is None:
-            from pipeline.backends.diffusion import DiffusionBackend
+            from pipeline.worker.backends.diffusion import DiffusionBackend
 
-            self._diffusion = DiffusionBackend(self.settings)
+            self._diffusion = DiffusionBackend(self.settings, self.hooks)
         return self._diffusion
 
-    def __call__(self, req: GenerateRequest) -> Backend:
-        if req.test_mode or self.default == "draft":
-            return self._draft
-        return self._diffusion_backend()
+    def __call__(self, name: str) -> Backend:
+        """The backend the server chose for a job at submit ("draft" or "diffusion")."""
+        return self._draft if name == "draft" else self._diffusion_backend()
 
     def info(self) -> dict[str, Any]:
-        active = self._diffusion.info() if self._diffusion is not None else self._draft.info()
-        return {"default": self.default, "reason": self.reason, **active}
+        return self._diffusion.info() if self._diffusion is not None else self._draft.info()
 
 
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
@@ -92,13 +90,14 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
         # A vanished server also stops the job at its next safe point (then the loop below exits).
         return stop_flag.value.decode() == job_id or os.getppid() != parent
 
-    backends = BackendRegistry(settings)
-    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s,
-                            crash_mid_render="chromium@render" in settings.inject_faults)
+    hooks = load_hooks(settings.worker_hooks)
+    backends = BackendRegistry(settings, hooks)
+    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s, hooks=hooks)
     try:
         renderer.start()  # warm: the first job should not pay for the browser launch
     except Exception as exc:
         log.error("chromium did not start (%s); will retry on first render", exc)
+
     def receive(timeout: float) -> Command | None:
         try:
             cmd = commands.get(timeout=timeout)
@@ -109,12 +108,16 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
             raise SystemExit(0)
         return cmd
 
-    # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
     local = LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens) if settings.local_llm else None
+    # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
     runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5,
                        settings.fonts_dir, local)
-    emit(WorkerReady(os.getpid(), {"backend": backends.info(), "renderer_launches": renderer.launches}))
 
+    def state() -> WorkerState:
+        return WorkerState(backends.default, backends.reason, backends.info(), renderer.launches,
+                           local.info() if local else None)
+
+    emit(WorkerReady(os.getpid(), state()))
     try:
         while True:
             try:
@@ -127,12 +130,12 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
             if isinstance(cmd, Shutdown):
                 return
             if isinstance(cmd, RunJob):
-                result = runner.run(cmd)
-                live = {"backend": backends.info(), "renderer_launches": renderer.launches,
-                        "local_llm": local.info() if local else None}
-                emit(replace(result, info={**result.info, "worker": live}))
-                if result.info.get("fatal"):
+                finished = runner.run(cmd)
+                emit(state())  # cache contents, renderer launches: current before the job reads as done
+                emit(finished)
+                if runner.fatal:
                     log.error("device error poisoned this process; exiting so the server starts a fresh worker")
+                    emit(WorkerExiting(runner.fatal))
                     events.close()
                     events.join_thread()  # the failure report must reach the server before we go
                     os._exit(70)

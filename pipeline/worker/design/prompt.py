@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline.stages.analyze import region_bounds
+from pipeline.messages import DesignPrompt
+from pipeline.worker.stages.analyze import region_bounds
 
 SYSTEM_PROMPT = """You are a senior advertising typographer. You write the text layer of an ad as ONE
 self-contained HTML document that is rendered on a transparent canvas and composited over a photo.
@@ -13,13 +13,6 @@ Rules: no JavaScript, no images, no external URLs or @import, no @font-face (the
 are installed). Keep html and body transparent. Position the copy absolutely in pixels inside the
 canvas. Use CSS for colour, gradients (background-clip: text), shadows and letter-spacing.
 Answer with the HTML document only."""
-
-
-@dataclass(frozen=True)
-class DesignPrompt:
-    system: str
-    user: str
-    max_tokens: int = 2048
 
 
 def build_prompt(

@@ -13,16 +13,10 @@ import os
 import threading
 from pathlib import Path
 
+from pipeline import registry
+
 log = logging.getLogger(__name__)
 
-# First guesses (seconds) before anything is measured. The diffusion figures are the design
-# doc's L4 measurements per stage; draft figures were measured on a 2-core CPU.
-DEFAULTS: dict[str, dict[str, float]] = {
-    "draft": {"segment": 0.4, "background": 0.5, "composite": 0.3, "refine": 0.3,
-              "analyze": 0.2, "design": 0.05, "render": 0.4, "final": 0.1},
-    "diffusion": {"segment": 8.0, "background": 260.0, "composite": 1.0, "refine": 120.0,
-                  "analyze": 130.0, "design": 44.0, "render": 7.0, "final": 1.0},
-}
 ALPHA = 0.3  # weight of the newest measurement
 
 
@@ -47,8 +41,10 @@ class StageStats:
         entry = self._data.get(self.key(backend, width, height, stage))
         if entry:
             return float(entry["mean"])
-        base = DEFAULTS.get(backend, DEFAULTS["draft"]).get(stage, 1.0)
-        return base * (width * height) / (1024 * 1024) if stage in ("background", "refine") else base
+        base = registry.default_seconds(backend, stage)
+        # Denoising time grows with the pixel count; the other stages' defaults are per canvas.
+        scales = (registry.BACKGROUND.key, registry.REFINE.key)
+        return base * (width * height) / (1024 * 1024) if stage in scales else base
 
     def record(self, backend: str, width: int, height: int, stage: str, seconds: float) -> None:
         key = self.key(backend, width, height, stage)

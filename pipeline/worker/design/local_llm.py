@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.design.prompt import DesignPrompt
+from pipeline.messages import DesignPrompt
 
 log = logging.getLogger(__name__)
 

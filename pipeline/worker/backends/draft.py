@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.backends.base import StepCallback
-from pipeline.stages.analyze import analyze_draft
-from pipeline.stages.background import generate_draft
-from pipeline.stages.refine import harmonise
-from pipeline.stages.segment import segment_draft
+from pipeline.worker.backends.base import StepCallback
+from pipeline.worker.stages.analyze import analyze_draft
+from pipeline.worker.stages.background import generate_draft
+from pipeline.worker.stages.refine import harmonise
+from pipeline.worker.stages.segment import segment_draft
 
 
 class DraftBackend:

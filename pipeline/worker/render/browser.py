@@ -8,16 +8,17 @@ network request aborted except ``data:`` URLs, content set with ``set_content`` 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from pipeline.fonts import fontconfig_file
+from pipeline.worker.hooks import WorkerHooks
 
 log = logging.getLogger(__name__)
 
@@ -49,34 +50,17 @@ class NavigationRefused(RenderError):
     pass
 
 
-def fontconfig_file(fonts_dir: Path, include_system: bool = True) -> Path:
-    """A fontconfig file that adds the bundled fonts to the system's (or uses them alone)."""
-    system = "  <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n" if include_system else ""
-    text = (
-        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
-        f"{system}  <dir>{fonts_dir.resolve()}</dir>\n"
-        f"  <cachedir>{Path(tempfile.gettempdir()) / 'adgen-fontcache'}</cachedir>\n</fontconfig>\n"
-    )
-    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
-    conf = Path(tempfile.gettempdir()) / f"adgen-fonts-{os.getuid()}-{digest}.conf"
-    if not conf.exists() or conf.read_text() != text:
-        tmp = conf.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, conf)
-    return conf
-
-
 class TextRenderer:
     """Owns a Playwright driver, one browser and one locked-down page; restarts them on failure."""
 
     def __init__(
         self, chromium_path: str, fonts_dir: Path, timeout_s: float = 15.0, system_fonts: bool = True,
-        crash_mid_render: bool = False,
+        hooks: WorkerHooks | None = None,
     ) -> None:
         self.chromium_path = chromium_path
         self.fonts_dir = fonts_dir
         self.system_fonts = system_fonts
-        self.crash_mid_render = crash_mid_render  # fault injection for tests: kill Chromium once, mid-render
+        self.hooks = hooks or WorkerHooks()
         self.timeout_ms = int(timeout_s * 1000)
         self._pw = None
         self._browser = None
@@ -185,9 +169,7 @@ class TextRenderer:
                     page.evaluate(_FONTS_READY, FONT_WAIT_MS)
                 except Exception as exc:
                     log.warning("font wait skipped: %s", exc)
-                if self.crash_mid_render:
-                    self.crash_mid_render = False
-                    self._kill_chromium_processes()
+                self.hooks.mid_render(self._kill_chromium_processes)
                 png = page.screenshot(
                     type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled"
                 )

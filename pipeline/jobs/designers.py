@@ -8,14 +8,13 @@ The worker asks for a design with a DesignNeeded event and gets a DesignAnswer b
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
-from pipeline.design.prompt import DesignPrompt
-from pipeline.design.sanitize import MAX_ANSWER_CHARS
+from pipeline.messages import MAX_ANSWER_CHARS, DesignPrompt
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +29,25 @@ class LLMAnswer:
 
 
 class LLMDesigners:
-    def __init__(self, model: str, timeout_s: float) -> None:
+    def __init__(self, model: str, timeout_s: float, api_key: str | None = None, base_url: str | None = None) -> None:
         self.model = model
         self.timeout_s = timeout_s
-        self._anthropic = None
+        self.api_key = api_key
+        self.base_url = base_url
+        self._anthropic: Any = None
 
     @property
     def anthropic_configured(self) -> bool:
-        return bool(os.environ.get("ANTHROPIC_API_KEY"))
+        return bool(self.api_key)
 
-    def _client(self):
+    def _client(self) -> Any:
         if self._anthropic is None:
             from anthropic import AsyncAnthropic
 
-            # Key and base URL are read from ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, as the SDK does.
-            self._anthropic = AsyncAnthropic(timeout=self.timeout_s, max_retries=0)
+            # Key and base URL come from Settings (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, as the SDK reads them).
+            self._anthropic = AsyncAnthropic(
+                api_key=self.api_key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+            )
         return self._anthropic
 
     async def _ask_anthropic(self, prompt: DesignPrompt) -> str:

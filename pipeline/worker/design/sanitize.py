@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-MAX_ANSWER_CHARS = 300_000
+from pipeline.messages import MAX_ANSWER_CHARS
 
 ALLOWED_TAGS = frozenset(
     "div span p h1 h2 h3 h4 h5 h6 br strong em b i u s small sup sub mark section header footer "

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.cssvalues import css_font_stack, is_gradient, parse_font_family
-from pipeline.stages.analyze import REGIONS, region_bounds
+from pipeline.worker.stages.analyze import REGIONS, region_bounds
 
 
 @dataclass(frozen=True)

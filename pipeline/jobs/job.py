@@ -1,0 +1,74 @@
+"""The server's record of one job: what was asked, where it stands, what it reported."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import anyio
+
+from pipeline.messages import JobReport
+from pipeline.schemas import GenerateRequest, JobState
+
+
+@dataclass
+class Job:
+    id: str
+    params: dict[str, Any]  # the request without image payloads, seed filled in
+    width: int
+    height: int
+    backend: str
+    seed: int
+    created_at: float
+    plan: tuple[str, ...]
+    expected: dict[str, float]  # seconds per stage, fixed at submit so progress never runs backwards
+    request: GenerateRequest | None = None  # None for jobs loaded from disk after a restart
+    status: JobState = "pending"
+    stage: str | None = None
+    stage_started: float = 0.0
+    stage_fraction: float = 0.0
+    sub_step: str | None = None
+    message: str = "Queued"
+    done: dict[str, float] = field(default_factory=dict)
+    started_at: float | None = None  # wall clock, persisted (the order jobs really started in)
+    started_mono: float | None = None
+    elapsed_final: float | None = None
+    error: str | None = None
+    report: JobReport = field(default_factory=JobReport)
+    progress: int = 0
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def touch(self) -> None:
+        """Wake everyone waiting on this job (tool calls streaming progress)."""
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def elapsed(self, now: float) -> float:
+        if self.elapsed_final is not None:
+            return self.elapsed_final
+        return 0.0 if self.started_mono is None else now - self.started_mono
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "job_id": self.id, "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
+            "params": self.params, "width": self.width, "height": self.height, "backend": self.backend,
+            "seed": self.seed, "plan": list(self.plan), "expected": self.expected, "done": self.done,
+            "error": self.error, "report": asdict(self.report), "progress": self.progress, "message": self.message,
+            "elapsed": self.elapsed(time.monotonic()),
+        }
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Job:
+        report = r.get("report") or {}
+        job = cls(
+            id=r["job_id"], params=r.get("params", {}), width=r.get("width", 1024), height=r.get("height", 1024),
+            backend=r.get("backend", "draft"), seed=int(r.get("seed") or r.get("params", {}).get("seed") or 0),
+            created_at=r.get("created_at", 0.0), plan=tuple(r.get("plan", ())), expected=dict(r.get("expected", {})),
+            status=r.get("status", "failed"), done=dict(r.get("done", {})), error=r.get("error"),
+            started_at=r.get("started_at"),
+            report=JobReport(**{k: v for k, v in report.items() if k in JobReport.__dataclass_fields__}),
+            progress=int(r.get("progress", 0)), message=r.get("message", ""),
+        )
+        job.elapsed_final = float(r.get("elapsed") or 0.0)
+        return job

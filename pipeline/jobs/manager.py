@@ -1,0 +1,367 @@
+"""The job manager: the one owner of job state, and the only thing the protocol layer calls.
+
+It composes small parts, each with one job: ``Intake`` (inputs into a job folder), the
+``JobQueue`` (FIFO), the ``WorkerSupervisor`` (the worker process), ``progress`` and
+``status`` (pure functions), ``JobStore`` and ``StageStats`` (disk). It runs in the server
+process and never blocks its event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from pipeline import registry
+from pipeline.config import Settings
+from pipeline.fonts import FontCatalog
+from pipeline.jobs.designers import LLMDesigners, Sampler
+from pipeline.jobs.health import StartupError, check_vram
+from pipeline.jobs.intake import Intake
+from pipeline.jobs.job import Job
+from pipeline.jobs.metrics import system_metrics
+from pipeline.jobs.progress import queued_eta
+from pipeline.jobs.queue import JobQueue
+from pipeline.jobs.stats import StageStats
+from pipeline.jobs.status import ResultFormat, build_status, job_estimate, result_links
+from pipeline.jobs.store import JobStore
+from pipeline.jobs.supervisor import WorkerSupervisor
+from pipeline.messages import (
+    DesignAnswer,
+    DesignNeeded,
+    Event,
+    JobFinished,
+    RunJob,
+    StageFinished,
+    StageProgress,
+    StageStarted,
+    WorkerExiting,
+    WorkerReady,
+)
+from pipeline.schemas import (
+    TERMINAL_STATES,
+    FontInfo,
+    GenerateRequest,
+    HealthResponse,
+    JobAccepted,
+    JobState,
+    ResourcesResponse,
+    StatusResponse,
+    StopResponse,
+    SystemMetrics,
+)
+
+log = logging.getLogger("adgen.jobs")
+
+__all__ = ["JobManager", "JobNotFound", "QueueFull", "StartupError"]
+
+
+class QueueFull(RuntimeError):
+    def __init__(self, limit: int, retry_after: float) -> None:
+        super().__init__(f"the queue is full ({limit} jobs waiting); retry in about {int(retry_after)} s")
+        self.retry_after = retry_after
+
+
+class JobNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no job with id {self.args[0]!r}"
+
+
+class JobManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.jobs_dir)
+        self.stats = StageStats(settings.stats_path)
+        self.fonts = FontCatalog(settings.fonts_dir)
+        self.intake = Intake(settings, self.store, self.fonts)
+        self.jobs: dict[str, Job] = {}
+        self.queue = JobQueue()
+        self.running: str | None = None
+        self.worker = WorkerSupervisor(settings, self._on_event, self._on_worker_death)
+        self.designers = LLMDesigners(
+            settings.anthropic_model, settings.llm_timeout_s, settings.anthropic_api_key, settings.anthropic_base_url
+        )
+        self._samplers: dict[str, Sampler] = {}  # MCP sampling of tool calls still waiting on their job
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._metrics: tuple[float, SystemMetrics] | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> JobManager:
+        check_vram(self.settings, self.metrics())
+        self._load_from_disk()
+        self._prune()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        await self.worker.start()
+        self._tg.start_soon(self.worker.pump)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+        await self.worker.close()
+        for job in self.jobs.values():
+            if job.status in ("pending", "running"):
+                self._finish(job, "failed", "server shut down before the job finished")
+
+    async def wait_ready(self, timeout: float = 60.0) -> bool:
+        with anyio.move_on_after(timeout):
+            while not self.worker.ready:
+                await anyio.sleep(0.05)
+        return self.worker.ready
+
+    def _load_from_disk(self) -> None:
+        for record in self.store.load_all():
+            try:
+                job = Job.from_record(record)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if job.status not in TERMINAL_STATES:
+                job.status, job.error, job.message = "failed", "interrupted by restart", "interrupted by restart"
+                self.store.write_record(job.id, job.record())
+            self.jobs[job.id] = job
+
+    # ---- worker events -----------------------------------------------------------------
+    async def _on_worker_death(self, cause: str) -> None:
+        if self.running:
+            self._finish(self.jobs[self.running], "failed", f"{cause} while running this job")
+        self.running = None
+
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, WorkerReady):
+            self._dispatch()
+            return
+        if isinstance(ev, WorkerExiting):
+            log.error("worker exiting: %s", ev.reason)
+            return
+        job = self.jobs.get(getattr(ev, "job_id", ""))
+        if job is None or job.status != "running":
+            return  # a stopped or relabelled job: its late events change nothing
+        now = time.monotonic()
+        if isinstance(ev, StageStarted):
+            job.stage, job.stage_started, job.stage_fraction = ev.stage, now, 0.0
+            job.sub_step, job.message = registry.STAGES[ev.stage].label, ev.message
+        elif isinstance(ev, StageProgress):
+            if ev.stage == job.stage:
+                job.stage_fraction = max(job.stage_fraction, ev.fraction)
+                job.sub_step = ev.sub_step
+        elif isinstance(ev, StageFinished):
+            job.done[ev.stage] = ev.seconds
+            job.stage_fraction = 1.0
+            self.stats.record(job.backend, job.width, job.height, ev.stage, ev.seconds)
+        elif isinstance(ev, DesignNeeded):
+            assert self._tg is not None
+            job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
+            self._tg.start_soon(self._design, ev)
+        elif isinstance(ev, JobFinished):
+            job.report = ev.report
+            self._finish(job, ev.status, ev.error)
+            self.running = None
+            self._dispatch()
+            return
+        if est := job_estimate(job, now):
+            job.progress = max(job.progress, est.percent)
+        job.touch()
+
+    async def _design(self, ev: DesignNeeded) -> None:
+        handle = self.worker.handle
+        answer = await self.designers.answer(ev.prompt, self._samplers.get(ev.job_id))
+        job = self.jobs.get(ev.job_id)
+        if job is not None and answer.source != "none":
+            job.message = f"Text layer designed by {answer.source.replace('_', ' ')}"
+        if handle is not None and handle is self.worker.handle and handle.alive():
+            handle.send(DesignAnswer(ev.job_id, answer.text, answer.source, answer.note))
+
+    def _dispatch(self) -> None:
+        handle = self.worker.handle
+        if self.running is not None or handle is None or not handle.alive():
+            return  # (a starting worker buffers the command until it is ready)
+        while (job_id := self.queue.pop()) is not None:
+            job = self.jobs[job_id]
+            if job.status != "pending" or job.request is None:
+                continue
+            job.status, job.message = "running", "Starting..."
+            job.started_mono, job.started_at = time.monotonic(), time.time()
+            handle.clear_stop()
+            handle.send(RunJob(job.id, str(self.store.job_dir(job.id)), job.request, job.backend, job.seed, job.plan))
+            self.running = job.id
+            self.store.write_record(job.id, job.record())
+            job.touch()
+            for waiting in self.queue:  # queue positions moved
+                self.jobs[waiting].touch()
+            return
+
+    def _finish(self, job: Job, status: JobState, error: str | None) -> None:
+        if job.status in TERMINAL_STATES:
+            return  # a finished job is never relabelled
+        now = time.monotonic()
+        est = job_estimate(job, now)
+        job.elapsed_final = job.elapsed(now)
+        job.status, job.error, job.stage = status, error, None
+        self._samplers.pop(job.id, None)
+        if status == "completed":
+            job.progress, job.message = 100, "Done"
+        else:
+            job.progress = max(job.progress, est.percent if est else 0)
+            job.message = error or status
+        self.store.write_record(job.id, job.record())
+        job.touch()
+        self._prune()
+
+    def _prune(self) -> None:
+        records = [j.record() for j in self.jobs.values()]
+        for job_id in self.store.prune(records, self.settings.keep_jobs, self.settings.keep_days * 86400):
+            self.jobs.pop(job_id, None)
+
+    # ---- requests ----------------------------------------------------------------------
+    def _check_room(self) -> None:
+        in_flight = sum(self.jobs[j].status == "pending" for j in self.queue) + (self.running is not None)
+        if in_flight >= self.settings.queue_max:
+            raise QueueFull(self.settings.queue_max, self.eta_until_free())
+
+    async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
+        """Check and store the inputs, fix seed, backend and plan, and queue the job."""
+        self._check_room()  # fail fast, before decoding anything
+        req = await anyio.to_thread.run_sync(self.intake.check_fonts, req)
+        job_id = uuid.uuid4().hex
+        await anyio.to_thread.run_sync(self.intake.save_inputs, job_id, req)
+        try:
+            self._check_room()  # again: other submissions may have filled the queue while we decoded
+        except QueueFull:
+            self.store.remove(job_id)
+            raise
+        if self.settings.backend == "auto" and not req.test_mode and self.worker.state is None:
+            await self.wait_ready()  # only the worker can resolve "auto" (it owns torch and the GPU)
+        backend = "draft" if req.test_mode else self.default_backend()
+        seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
+        plan = registry.plan_stages(req)
+        expected = {s: self.stats.expected(backend, req.width, req.height, s) for s in plan}
+        job = Job(
+            id=job_id, params={**req.public_parameters(), "seed": seed}, width=req.width, height=req.height,
+            backend=backend, seed=seed, created_at=time.time(), plan=plan, expected=expected, request=req,
+        )
+        self.jobs[job_id] = job
+        if sampler is not None:
+            self._samplers[job_id] = sampler
+        self.store.write_record(job_id, job.record())
+        self.queue.push(job_id)
+        self._dispatch()
+        return JobAccepted(job_id=job_id, status=job.status, queue_position=self.queue.position(job_id))
+
+    def default_backend(self) -> str:
+        """The backend the worker resolved (auto -> draft or diffusion), once it has said so."""
+        state = self.worker.state
+        if state is not None:
+            return state.default_backend
+        return "draft" if self.settings.backend == "auto" else self.settings.backend
+
+    async def stop(self, job_id: str) -> StopResponse:
+        job = self._get(job_id)
+        if job.status in TERMINAL_STATES:
+            return StopResponse(job_id=job_id, status=job.status, message=f"job already {job.status}; nothing to stop")
+        if job.status == "pending":
+            self.queue.remove(job_id)
+            self._finish(job, "stopped", "stopped before it started")
+            return StopResponse(job_id=job_id, status=job.status, message="removed from the queue")
+        handle = self.worker.handle
+        if handle is not None:
+            handle.request_stop(job_id)
+        job.message = "Stopping at the next safe point..."
+        job.touch()
+        with anyio.move_on_after(self.settings.stop_grace_s):
+            while job.status == "running":
+                await job.changed.wait()
+        if job.status == "running" and handle is self.worker.handle:
+            # The worker did not reach a safe point in time: replace it.
+            grace = self.settings.stop_grace_s
+            log.warning("job %s did not stop within %.1fs; terminating the worker", job_id, grace)
+            self._finish(job, "stopped", f"worker terminated after a {grace:g} s grace period")
+            await self.worker.kill_and_replace(f"stop of job {job_id} overran its grace period")
+        msg = "stopped" if job.status == "stopped" else f"job {job.status} before the stop took effect"
+        return StopResponse(job_id=job_id, status=job.status, message=msg)
+
+    async def wait_for_change(self, job_id: str, timeout: float) -> None:
+        job = self._get(job_id)
+        with anyio.move_on_after(timeout):
+            await job.changed.wait()
+
+    def attach_sampler(self, job_id: str, sampler: Sampler) -> None:
+        """Let the job borrow the calling client's model (MCP sampling) while its call is open."""
+        self._samplers[job_id] = sampler
+
+    def detach_sampler(self, job_id: str, sampler: Sampler) -> None:
+        if self._samplers.get(job_id) is sampler:
+            del self._samplers[job_id]
+
+    # ---- reading -----------------------------------------------------------------------
+    def _get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def artifact(self, job_id: str, name: str) -> Path | None:
+        """A finished file of a job (final.png, preview.jpg, ...), or None."""
+        return self.store.artifact(job_id, name)
+
+    def list_fonts(self) -> tuple[FontInfo, ...]:
+        return self.fonts.fonts()
+
+    def _running_eta(self, now: float) -> float | None:
+        job = self.jobs.get(self.running) if self.running else None
+        est = job_estimate(job, now) if job else None
+        return est.eta_s if est else None
+
+    def eta_until_free(self) -> float:
+        """Seconds until the last queued job would finish (Retry-After for a full queue)."""
+        now = time.monotonic()
+        ahead = [sum(self.jobs[j].expected.values()) for j in self.queue]
+        return max(1.0, queued_eta(ahead, 0.0, self._running_eta(now)))
+
+    def metrics(self) -> SystemMetrics:
+        now = time.monotonic()
+        if self._metrics is None or now - self._metrics[0] > 1.0:
+            self._metrics = (now, system_metrics())
+        return self._metrics[1]
+
+    def status(self, job_id: str, results: ResultFormat = "uri", with_metrics: bool = True) -> StatusResponse:
+        job = self._get(job_id)
+        now = time.monotonic()
+        position = self.queue.position(job_id) if job.status == "pending" else None
+        eta = None
+        if position is not None:
+            ahead = [sum(self.jobs[j].expected.values()) for j in list(self.queue)[:position]]
+            eta = queued_eta(ahead, sum(job.expected.values()), self._running_eta(now))
+        links = result_links(job_id, lambda name: self.store.artifact(job_id, name) is not None, results)
+        return build_status(job, now, queue_position=position, queued_eta=eta, links=links,
+                            metrics=self.metrics() if with_metrics else None)
+
+    def list_jobs(self, limit: int = 50) -> list[StatusResponse]:
+        ids = sorted(self.jobs, key=lambda j: self.jobs[j].created_at, reverse=True)[:limit]
+        return [self.status(j, results="url", with_metrics=False) for j in ids]
+
+    def health(self) -> HealthResponse:
+        alive = self.worker.alive()
+        return HealthResponse(
+            status="ok" if alive else "degraded", gpu_available=bool(self.metrics().gpu_info), worker_alive=alive,
+            backend=self.default_backend(), queue_length=len(self.queue), running_job=self.running,
+        )
+
+    def resources(self) -> ResourcesResponse:
+        handle, state = self.worker.handle, self.worker.state
+        models: dict[str, Any] = {}
+        if state is not None:
+            models = {"backend": {"default": state.default_backend, "reason": state.backend_reason,
+                                  **state.backend_info},
+                      "renderer_launches": state.renderer_launches, "local_llm": state.local_llm}
+        return ResourcesResponse(
+            system_metrics=self.metrics(), backend=self.default_backend(), worker_alive=self.worker.alive(),
+            worker_pid=handle.pid if handle else None, models=models,
+        )

@@ -1,0 +1,85 @@
+"""The typed state of one job inside the worker: what each stage reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline.images import save_png
+from pipeline.messages import JobReport
+from pipeline.schemas import GenerateRequest
+from pipeline.worker.backends.base import Backend, StepCallback
+from pipeline.worker.stages.design import Design
+
+
+class JobStopped(Exception):
+    """Raised at a safe point when the server asked this job to stop."""
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    job_dir: Path
+    request: GenerateRequest
+    seed: int
+    backend: Backend
+    plan: tuple[str, ...]
+    on_step: StepCallback  # set by the runner for the stage in progress; raises when a stop is requested
+    stop_requested: Callable[[], bool]
+    # Images and facts, filled in by the stages in plan order.
+    photo: Image.Image | None = None
+    cutout: Image.Image | None = None
+    background: Image.Image | None = None
+    hints: dict[str, Any] = field(default_factory=dict)
+    composite: Image.Image | None = None
+    mask: np.ndarray | None = None  # the product on the canvas (uint8, 255 = product); None when unknown
+    step1: Image.Image | None = None
+    analysis: dict[str, Any] | None = None
+    font_css: str = ""
+    template: Design | None = None
+    design: Design | None = None
+    text: Image.Image | None = None
+    final: Image.Image | None = None
+    # What the job reports about itself (designer used, notes).
+    designer: str | None = None
+    design_note: str | None = None
+    design_removed: tuple[str, ...] = ()
+    artifacts: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.request.width
+
+    @property
+    def height(self) -> int:
+        return self.request.height
+
+    def check_stop(self) -> None:
+        if self.stop_requested():
+            raise JobStopped()
+
+    def save(self, name: str, img: Image.Image) -> None:
+        save_png(img, self.job_dir / name)
+        self.artifacts.append(name)
+
+    def write_text(self, name: str, text: str) -> None:
+        (self.job_dir / name).write_text(text)
+        self.artifacts.append(name)
+
+    def product_bbox(self) -> list[int] | None:
+        if self.mask is None or not (self.mask > 127).any():
+            return None
+        ys, xs = np.nonzero(self.mask > 127)
+        return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+    def report(self) -> JobReport:
+        t = self.design or self.template
+        return JobReport(
+            designer=self.designer, design_note=self.design_note, design_removed=self.design_removed,
+            text_region=t.region if t else None, font_px=t.font_px if t else None,
+        )

@@ -1,0 +1,115 @@
+"""Runs one job inside the worker: a loop over its plan, emitting events as stages go.
+
+The plan, seed and backend arrive decided in ``RunJob``; the runner only executes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline import registry
+from pipeline.messages import (
+    Command,
+    DesignAnswer,
+    DesignNeeded,
+    DesignPrompt,
+    Event,
+    JobFinished,
+    RunJob,
+    StageFinished,
+    StageProgress,
+    StageStarted,
+)
+from pipeline.worker.backends.base import Backend
+from pipeline.worker.context import JobContext, JobStopped
+from pipeline.worker.design.local_llm import LocalDesigner
+from pipeline.worker.errors import FatalDeviceError, UserFacingError
+from pipeline.worker.render.browser import TextRenderer
+from pipeline.worker.steps import IMPLEMENTATIONS, Services
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        backends: Callable[[str], Backend],
+        renderer: TextRenderer,
+        emit: Callable[[Event], None],
+        stop_requested: Callable[[str], bool],
+        receive: Callable[[float], Command | None],
+        answer_timeout: float,
+        fonts_dir: Path,
+        local_designer: LocalDesigner | None = None,
+    ) -> None:
+        self._backends = backends
+        self._emit = emit
+        self._stop_requested = stop_requested
+        self._receive = receive
+        self._answer_timeout = answer_timeout
+        self._services = Services(renderer, fonts_dir, self._ask_llm, local_designer)
+        self.fatal: str | None = None  # set when the device is poisoned: the worker must exit
+
+    def run(self, cmd: RunJob) -> JobFinished:
+        ctx = JobContext(
+            job_id=cmd.job_id, job_dir=Path(cmd.job_dir), request=cmd.request, seed=cmd.seed,
+            backend=self._backends(cmd.backend), plan=cmd.plan, on_step=lambda f, s: None,
+            stop_requested=lambda: self._stop_requested(cmd.job_id),
+        )
+        try:
+            self._load_inputs(ctx)
+            for key in ctx.plan:
+                self._run_stage(ctx, key)
+            if ctx.final is None:  # no copy: step 1 is the final image
+                assert ctx.step1 is not None
+                ctx.save("final.png", ctx.step1)
+            return JobFinished(cmd.job_id, "completed", report=ctx.report())
+        except JobStopped:
+            return JobFinished(cmd.job_id, "stopped", "stopped on request", report=ctx.report())
+        except Exception as exc:  # the worker must survive any job
+            log.error("job %s failed:\n%s", cmd.job_id, traceback.format_exc())
+            reason = str(exc) if isinstance(exc, UserFacingError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, FatalDeviceError):
+                self.fatal = reason
+            return JobFinished(cmd.job_id, "failed", reason[:500], report=ctx.report())
+
+    @staticmethod
+    def _load_inputs(ctx: JobContext) -> None:
+        if ctx.request.start_step == 2:
+            ctx.step1 = Image.open(ctx.job_dir / "step1.png").convert("RGB")
+        else:
+            ctx.photo = Image.open(ctx.job_dir / "product.png")
+            ctx.photo.load()
+
+    def _run_stage(self, ctx: JobContext, key: str) -> None:
+        spec = registry.STAGES[key]
+        ctx.check_stop()
+        self._emit(StageStarted(ctx.job_id, key, spec.message))
+        started = time.monotonic()
+
+        def on_step(fraction: float, sub: str) -> None:
+            ctx.check_stop()
+            self._emit(StageProgress(ctx.job_id, key, max(0.0, min(1.0, fraction)), sub))
+
+        ctx.on_step = on_step
+        ctx.artifacts = []
+        IMPLEMENTATIONS[key](ctx, self._services)
+        self._emit(StageFinished(ctx.job_id, key, time.monotonic() - started, tuple(ctx.artifacts)))
+
+    def _ask_llm(self, job_id: str, prompt: DesignPrompt) -> DesignAnswer | None:
+        """Ask the server's designers and wait (stoppably) for their answer."""
+        self._emit(DesignNeeded(job_id, prompt))
+        deadline = time.monotonic() + self._answer_timeout
+        while time.monotonic() < deadline:
+            if self._stop_requested(job_id):
+                raise JobStopped()
+            cmd = self._receive(0.25)
+            if isinstance(cmd, DesignAnswer) and cmd.job_id == job_id:
+                return cmd
+        return None

@@ -1,0 +1,211 @@
+"""Stage implementations: one function of the job context per stage in the registry.
+
+Each function reads what earlier stages left in the context, writes its own results and
+artifacts, and reports progress through ``ctx.on_step``. They never know about MCP or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline import registry
+from pipeline.cssvalues import css_font_stack, parse_font_family
+from pipeline.images import save_preview
+from pipeline.messages import DesignAnswer, DesignPrompt
+from pipeline.worker.context import JobContext
+from pipeline.worker.design.fontembed import font_face_css
+from pipeline.worker.design.local_llm import LocalDesigner
+from pipeline.worker.design.prompt import build_prompt
+from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
+from pipeline.worker.render.browser import RenderError, TextRenderer
+from pipeline.worker.stages.composite import composite as composite_product
+from pipeline.worker.stages.design import Design, DesignSpec, design_template
+
+
+@dataclass
+class Services:
+    """What stages use beyond the job's own state: the warm browser and the designers."""
+
+    renderer: TextRenderer
+    fonts_dir: Path
+    ask_llm: Callable[[str, DesignPrompt], DesignAnswer | None]  # the server's designers; None = no answer
+    local_designer: LocalDesigner | None = None
+
+
+StageFn = Callable[[JobContext, Services], None]
+
+
+def covers(layer: Image.Image, mask: np.ndarray | None, tolerance: float = 0.002) -> bool:
+    """Whether a text layer's ink lands on the product (mask grown by a small margin)."""
+    if mask is None or not (mask > 127).any():
+        return False
+    grown = cv2.dilate((mask > 127).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    ink = np.asarray(layer.getchannel("A")) > 32
+    return bool((ink & grown).sum() > tolerance * grown.sum())
+
+
+def segment(ctx: JobContext, svc: Services) -> None:
+    assert ctx.photo is not None
+    ctx.cutout = ctx.backend.segment(ctx.photo, ctx.on_step)
+    ctx.save("cutout.png", ctx.cutout)
+
+
+def background(ctx: JobContext, svc: Services) -> None:
+    r = ctx.request
+    ctx.background, ctx.hints = ctx.backend.background(
+        r.bg_prompt, r.bg_negative_prompt, ctx.width, ctx.height, ctx.seed, r.guidance_scale, ctx.on_step
+    )
+    ctx.save("background.png", ctx.background)
+
+
+def composite(ctx: JobContext, svc: Services) -> None:
+    assert ctx.background is not None and ctx.cutout is not None
+    ctx.composite, ctx.mask = composite_product(
+        ctx.background, ctx.cutout, light_x=ctx.hints.get("light_x", 0.5), ground=ctx.hints.get("ground", 0.86)
+    )
+    ctx.save("composite.png", ctx.composite)
+    ctx.save("mask.png", Image.fromarray(ctx.mask, "L"))
+
+
+def refine(ctx: JobContext, svc: Services) -> None:
+    r = ctx.request
+    assert ctx.composite is not None and ctx.mask is not None
+    ctx.step1 = ctx.backend.refine(
+        ctx.composite, ctx.mask, r.bg_composition_prompt, r.bg_composition_negative_prompt, r.strength,
+        r.guidance_scale, ctx.seed, ctx.on_step,
+    )
+    ctx.save("step1.png", ctx.step1)
+    save_preview(ctx.step1, ctx.job_dir / "preview.jpg")
+
+
+def analyze(ctx: JobContext, svc: Services) -> None:
+    assert ctx.step1 is not None
+    ctx.analysis = ctx.backend.analyze(ctx.step1, ctx.mask, ctx.on_step)
+    ctx.write_text("analysis.json", json.dumps(ctx.analysis, ensure_ascii=False, indent=1))
+
+
+def design(ctx: JobContext, svc: Services) -> None:
+    r = ctx.request
+    spec = DesignSpec(
+        text=r.text_content or "", style_prompt=r.html_style_prompt, font_family=r.font_family,
+        font_weight=r.font_weight, text_color=r.text_color, text_size=r.text_size, position=r.text_position,
+        width=ctx.width, height=ctx.height,
+    )
+    ctx.font_css = font_face_css(parse_font_family(r.font_family), spec.text, svc.fonts_dir)
+    ctx.template = design_template(spec, ctx.analysis, ctx.step1, ctx.mask, ctx.font_css)
+    ctx.design = _choose_design(ctx, svc, ctx.template)
+    ctx.write_text("design.html", ctx.design.html)
+
+
+def render(ctx: JobContext, svc: Services) -> None:
+    ctx.on_step(0.1, f"{registry.RENDER.label} (chromium)")
+    ctx.text = _render_layer(ctx, svc)
+    ctx.save("text.png", ctx.text)
+
+
+def final(ctx: JobContext, svc: Services) -> None:
+    assert ctx.step1 is not None
+    base = ctx.step1.convert("RGBA")
+    if ctx.text is not None:
+        layer = ctx.text if ctx.text.size == base.size else ctx.text.resize(base.size, Image.Resampling.LANCZOS)
+        base = Image.alpha_composite(base, layer)
+    ctx.final = base.convert("RGB")
+    ctx.save("final.png", ctx.final)
+    save_preview(ctx.final, ctx.job_dir / "preview.jpg")
+
+
+IMPLEMENTATIONS: dict[str, StageFn] = {
+    registry.SEGMENT.key: segment,
+    registry.BACKGROUND.key: background,
+    registry.COMPOSITE.key: composite,
+    registry.REFINE.key: refine,
+    registry.ANALYZE.key: analyze,
+    registry.DESIGN.key: design,
+    registry.RENDER.key: render,
+    registry.FINAL.key: final,
+}
+assert set(IMPLEMENTATIONS) == set(registry.STAGES), "every registered stage needs an implementation"
+
+
+# ---- the design stage's choice between LLM designers and the template ------------------
+def _choose_design(ctx: JobContext, svc: Services, template: Design) -> Design:
+    """An LLM's design when one answers usably, else the template (with a note saying why)."""
+    r = ctx.request
+    ctx.designer = "template"
+    if not r.use_llm_html:
+        ctx.design_note = "use_llm_html is false: template designer"
+        return template
+    prompt = build_prompt(
+        text=r.text_content or "", style=r.html_style_prompt,
+        font_stack=css_font_stack(parse_font_family(r.font_family)), weight=r.font_weight, color=r.text_color,
+        size_px=template.font_px, position=r.text_position, region=template.region, width=ctx.width,
+        height=ctx.height, analysis=ctx.analysis, product_bbox=ctx.product_bbox(),
+    )
+    ctx.on_step(0.2, f"{registry.DESIGN.label} (asking the LLM)")
+    answer = svc.ask_llm(ctx.job_id, prompt)
+    notes: list[str] = []
+    if answer is None:
+        notes.append("no answer from the LLM designers in time")
+    elif answer.text is None:
+        notes.append(answer.note or "no LLM available")
+    else:
+        if answer.note:  # e.g. sampling failed before Anthropic answered
+            notes.append(answer.note)
+        if usable := _usable(ctx, answer.source, answer.text, template, notes):
+            return usable
+    if svc.local_designer is not None:
+        # Nobody on the server side answered usably: the worker's own small LLM tries.
+        ctx.on_step(0.4, f"{registry.DESIGN.label} (local LLM)")
+        try:
+            text = svc.local_designer.generate(prompt, ctx.stop_requested)
+        except Exception as exc:
+            notes.append(f"local_llm failed ({type(exc).__name__}: {str(exc)[:120]})")
+        else:
+            ctx.check_stop()
+            if usable := _usable(ctx, "local_llm", text, template, notes):
+                return usable
+    ctx.design_note = "; ".join(notes) + ": template designer used"
+    return template
+
+
+def _usable(ctx: JobContext, source: str, text: str, template: Design, notes: list[str]) -> Design | None:
+    """The sanitised LLM document if it still carries the copy; else None, with a note added."""
+    try:
+        clean = sanitize_html(text)
+    except ValueError as exc:
+        notes.append(f"{source}: {exc}")
+        return None
+    if not contains_copy(clean.text, ctx.request.text_content or ""):
+        notes.append(f"{source} answer did not contain the ad copy")
+        return None
+    ctx.design_removed = tuple(clean.removed)
+    ctx.designer, ctx.design_note = source, "; ".join(notes)
+    doc = build_document(clean, ctx.width, ctx.height, ctx.font_css)
+    return replace(template, html=doc, designer=source)
+
+
+def _render_layer(ctx: JobContext, svc: Services) -> Image.Image:
+    assert ctx.design is not None and ctx.template is not None
+    if ctx.design.designer == "template":
+        return svc.renderer.render(ctx.design.html, ctx.width, ctx.height)
+    try:
+        layer = svc.renderer.render(ctx.design.html, ctx.width, ctx.height)
+    except RenderError as exc:  # an LLM's page that cannot be rendered: the template can
+        return _render_template(ctx, svc, f"{ctx.design.designer} layout failed to render ({exc})")
+    if ctx.request.text_position == "auto" and covers(layer, ctx.mask):
+        # The LLM's layout landed on the product, which auto placement must never do.
+        return _render_template(ctx, svc, f"{ctx.design.designer} layout covered the product: template used")
+    return layer
+
+
+def _render_template(ctx: JobContext, svc: Services, note: str) -> Image.Image:
+    assert ctx.template is not None
+    ctx.designer, ctx.design_note, ctx.design = "template", note, ctx.template
+    return svc.renderer.render(ctx.template.html, ctx.width, ctx.height)
