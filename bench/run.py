@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config import BUNDLED_FONTS_DIR, Settings  # noqa: E402
 from pipeline.jobs import JobManager  # noqa: E402
-from pipeline.render.browser import TextRenderer  # noqa: E402
+from pipeline.worker.render.browser import TextRenderer  # noqa: E402
 from pipeline.schemas import GenerateRequest  # noqa: E402
-from pipeline.stages.design import DesignSpec, design_template  # noqa: E402
+from pipeline.worker.stages.design import DesignSpec, design_template  # noqa: E402
 
 PRODUCT = base64.b64encode((REPO / "examples" / "product.jpg").read_bytes()).decode()
 ROWS: list[tuple[str, str, str, str]] = []  # (benchmark, ours, seed's way, ratio)
