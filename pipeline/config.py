@@ -25,6 +25,12 @@ def _default_data_dir() -> Path:
     return Path(base) / "adgen"
 
 
+def _default_output_dir() -> Path:
+    """The user's pictures folder (XDG_PICTURES_DIR, else ~/Pictures), subfolder adgen."""
+    pictures = os.environ.get("XDG_PICTURES_DIR")
+    return (Path(pictures).expanduser() if pictures else Path.home() / "Pictures") / "adgen"
+
+
 def _find_chromium() -> str:
     # The real binary avoids the Debian wrapper's shell warning; the wrapper works too.
     for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser"):
@@ -75,6 +81,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Folders from which *_path request fields may read images; empty = paths refused.",
     )
+    output_dir: Path = Field(default_factory=_default_output_dir,
+                             description="Finished ads, under readable names (date, copy, job id).")
+    allow_private_urls: bool = Field(False, description="Let product_image_url reach loopback and private "
+                                     "addresses (intranets, tests); link-local and metadata stay refused.")
+    fetch_timeout_s: float = Field(15.0, gt=0, le=120, description="Whole download of an image URL.")
     backend: Literal["draft", "auto", "diffusion"] = "draft"
     queue_max: int = Field(16, ge=1, le=1000, description="Jobs accepted at once (running + waiting).")
     chromium_path: str = Field(default_factory=_find_chromium, validation_alias="ADGEN_CHROMIUM")

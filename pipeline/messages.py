@@ -109,6 +109,9 @@ class JobReport:
     design_removed: tuple[str, ...] = ()
     text_region: str | None = None
     font_px: int | None = None
+    warnings: tuple[str, ...] = ()  # one sentence each, for the person
+    cutout_confidence: float | None = None
+    output_file: str | None = None  # the delivered ad in the output folder (absolute path)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ written against it keep working; additions are marked as such in their descripti
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated, Any, Literal
 
@@ -41,18 +42,39 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     start_step: Annotated[int, Field(ge=1, le=2)] = Field(
-        1, description="1 = full pipeline; 2 = resume from step 2 using step1_image (human-in-the-loop)."
+        1, description="1 = full pipeline; 2 = resume from step 2 using step1_image or parent_job_id "
+        "(human-in-the-loop).",
     )
     product_image: str | None = Field(
         None,
         max_length=MAX_B64_CHARS,
-        description="Product photo as base64 (PNG, JPEG or WebP; a data: URL prefix is accepted). "
-        "Required when start_step is 1 unless product_image_path is given.",
+        description="Product photo: base64 (PNG, JPEG, WebP or GIF; a data: URL prefix is accepted), or a "
+        "file:// URI or path inside the server's input folders (see get_resources), or an http(s) URL. "
+        "Required when start_step is 1 unless product_image_path or product_image_url is given.",
     )
     product_image_path: str | None = Field(
         None,
         max_length=4096,
-        description="Addition: path to the product photo inside one of the server's configured input folders.",
+        description="Addition: path (or file:// URI) to the product photo inside one of the server's input "
+        "folders; relative paths resolve against those folders.",
+    )
+    product_image_url: str | None = Field(
+        None, max_length=8192,
+        description="Addition: public http(s) URL of the product photo, fetched by the server (private and "
+        "loopback addresses are refused unless the server allows them).",
+    )
+    cutout: Literal["auto", "alpha", "none"] = Field(
+        "auto", description="Addition: how the product is cut from its photo: auto (alpha channel if the PNG has "
+        "one, else segmentation, with a confidence check), alpha (trust the PNG's alpha), none (use the whole photo).",
+    )
+    product_mask: str | None = Field(
+        None, max_length=MAX_B64_CHARS,
+        description="Addition: the product's mask as base64 PNG (or a path/file:// URI in an input folder), "
+        "white = product. Overrides segmentation.",
+    )
+    parent_job_id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$",
+        description="Addition: a previous job. With start_step 2 its step 1 image is used (no step1_image needed).",
     )
     text_content: str | None = Field(
         None,
@@ -114,8 +136,14 @@ class GenerateRequest(BaseModel):
     guidance_scale: Annotated[float, Field(ge=0.0, le=30.0)] = Field(3.5, description="Diffusion guidance scale.")
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(None, description="null = random; reported back.")
     test_mode: bool = Field(False, description="Use the fast CPU draft backend whatever the server default is.")
-    width: Annotated[int, Field(ge=256, le=2048, multiple_of=16)] = Field(1024, description="Addition: canvas width.")
-    height: Annotated[int, Field(ge=256, le=2048, multiple_of=16)] = Field(1024, description="Addition: canvas height.")
+    width: Annotated[int, Field(ge=256, le=4096)] = Field(
+        1024, description="Addition: output width in px, delivered exactly (e.g. 1080, 1200, 1920).")
+    height: Annotated[int, Field(ge=256, le=4096)] = Field(
+        1024, description="Addition: output height in px, delivered exactly (e.g. 1080, 1350, 1920, 628).")
+    output_format: Literal["png", "jpeg", "webp"] = Field(
+        "png", description="Addition: file format of the ad written to the server's output folder.")
+    quality: Annotated[int, Field(ge=1, le=100)] = Field(
+        92, description="Addition: JPEG/WebP quality of the delivered file (PNG is lossless).")
 
     @field_validator("text_content")
     @classmethod
@@ -145,23 +173,46 @@ class GenerateRequest(BaseModel):
     @model_validator(mode="after")
     def _inputs_for_step(self) -> GenerateRequest:
         if self.start_step == 1:
-            if not (self.product_image or self.product_image_path):
-                raise ValueError("start_step 1 needs product_image (base64) or product_image_path")
-            if self.product_image and self.product_image_path:
-                raise ValueError("give product_image or product_image_path, not both")
+            given = [f for f in ("product_image", "product_image_path", "product_image_url") if getattr(self, f)]
+            if not given:
+                raise ValueError("start_step 1 needs the photo: product_image (base64, path or URL), "
+                                 "product_image_path or product_image_url")
+            if len(given) > 1:
+                raise ValueError(f"give one of {', '.join(given)}, not several")
         else:
-            if not (self.step1_image or self.step1_image_path):
-                raise ValueError("start_step 2 needs step1_image (the step 1 result to resume from)")
-            if self.step1_image and self.step1_image_path:
-                raise ValueError("give step1_image or step1_image_path, not both")
+            given = [f for f in ("step1_image", "step1_image_path", "parent_job_id") if getattr(self, f)]
+            if not given:
+                raise ValueError("start_step 2 needs step1_image, step1_image_path or parent_job_id "
+                                 "(the step 1 result to resume from)")
+            if len(given) > 1:
+                raise ValueError(f"give one of {', '.join(given)}, not several")
         return self
 
     def public_parameters(self) -> dict[str, Any]:
         """The request without image payloads, for status responses and logs."""
-        data = self.model_dump(exclude={"product_image", "step1_image"})
-        data["product_image"] = "<base64>" if self.product_image else None
-        data["step1_image"] = "<base64>" if self.step1_image else None
+        data = self.model_dump(exclude={"product_image", "step1_image", "product_mask"})
+        for name in ("product_image", "step1_image", "product_mask"):
+            value = getattr(self, name)
+            data[name] = None if value is None else (value if image_reference(value) else "<base64>")
         return data
+
+
+_IMAGE_PATH_RE = re.compile(r"\.(png|jpe?g|webp|gif)$", re.IGNORECASE)
+
+
+def image_reference(value: str) -> str | None:
+    """'url' or 'path' when an image field holds a reference instead of base64, else None.
+
+    Unambiguous because base64 never contains ':' or '.': a value starting with http(s)://
+    is a URL; file://, ~, ./ or ../, or one ending in an image extension, is a path.
+    """
+    v = value.strip()
+    low = v[:8].lower()
+    if low.startswith(("http://", "https://")):
+        return "url"
+    if low.startswith("file://") or v.startswith(("~", "./", "../")) or _IMAGE_PATH_RE.search(v[-6:]):
+        return "path"
+    return None
 
 
 class JobAccepted(BaseModel):
@@ -202,6 +253,15 @@ class StatusResponse(BaseModel):
     queue_position: int | None = Field(None, description="Addition: jobs ahead of this one while pending.")
     error: str | None = Field(None, description="Addition: why the job failed or stopped.")
     backend: str | None = Field(None, description="Addition: draft or diffusion.")
+    warnings: list[str] = Field(default_factory=list, description="Addition: things the person should know about "
+                                "this ad (a fallback layout, an upscaled photo...), one sentence each.")
+    cutout_confidence: float | None = Field(None, description="Addition: 0..1, how clean the product cut-out is; "
+                                            "below the threshold a deliberate fallback layout is used.")
+    output_file: str | None = Field(None, description="Addition: absolute path of the finished ad in the "
+                                    "server's output folder (open it from there).")
+    download_url: str | None = Field(None, description="Addition: HTTP path of the delivered file on this server "
+                                     "(HTTP transports; token-protected like every route).")
+    parent_job_id: str | None = Field(None, description="Addition: the job this one was derived from.")
     designer: str | None = Field(None, description="Addition: who designed the text layer "
                                  "(mcp_sampling, anthropic or template).")
     design_note: str | None = Field(None, description="Addition: why the template was used, or what was removed.")
@@ -224,6 +284,8 @@ class FontInfo(BaseModel):
     styles: list[str]
     weights: list[int]
     hangul: bool = Field(description="Covers the Hangul syllables block.")
+    scripts: list[str] = Field(default_factory=list, description="Scripts it draws (latin, hangul, japanese, "
+                               "chinese-simplified, chinese-traditional, arabic, hebrew, thai, devanagari...).")
     bundled: bool = Field(description="Shipped in the project's fonts/ folder (else found on the system).")
 
 

@@ -24,6 +24,7 @@ class Job:
     plan: tuple[str, ...]
     expected: dict[str, float]  # seconds per stage, fixed at submit so progress never runs backwards
     request: GenerateRequest | None = None  # None for jobs loaded from disk after a restart
+    parent_job_id: str | None = None
     status: JobState = "pending"
     stage: str | None = None
     stage_started: float = 0.0
@@ -53,7 +54,7 @@ class Job:
         return {
             "job_id": self.id, "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
             "params": self.params, "width": self.width, "height": self.height, "backend": self.backend,
-            "seed": self.seed, "plan": list(self.plan), "expected": self.expected, "done": self.done,
+            "seed": self.seed, "parent_job_id": self.parent_job_id, "plan": list(self.plan), "expected": self.expected, "done": self.done,
             "error": self.error, "report": asdict(self.report), "progress": self.progress, "message": self.message,
             "elapsed": self.elapsed(time.monotonic()),
         }
@@ -66,8 +67,9 @@ class Job:
             backend=r.get("backend", "draft"), seed=int(r.get("seed") or r.get("params", {}).get("seed") or 0),
             created_at=r.get("created_at", 0.0), plan=tuple(r.get("plan", ())), expected=dict(r.get("expected", {})),
             status=r.get("status", "failed"), done=dict(r.get("done", {})), error=r.get("error"),
-            started_at=r.get("started_at"),
-            report=JobReport(**{k: v for k, v in report.items() if k in JobReport.__dataclass_fields__}),
+            started_at=r.get("started_at"), parent_job_id=r.get("parent_job_id"),
+            report=JobReport(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in report.items() if k in JobReport.__dataclass_fields__}),
             progress=int(r.get("progress", 0)), message=r.get("message", ""),
         )
         job.elapsed_final = float(r.get("elapsed") or 0.0)

@@ -452,9 +452,18 @@ def _alpha_mask(photo: Image.Image, alpha: np.ndarray, detect_shadow: bool) -> t
     comps = {"shadow_share": share}
     if share < 0.02:
         return alpha.copy(), [], comps
+    # Next to the product the shadow lies under its anti-aliased rim: estimate the shadow's
+    # own (smooth) alpha there from the shadow around it and take it back out, a = p + s(1-p).
+    sigma = 3.0 * band
+    weight = cv2.GaussianBlur(shadowish.astype(np.float32), (0, 0), sigma)
+    level = cv2.GaussianBlur(np.where(shadowish, a, 0).astype(np.float32), (0, 0), sigma)
+    s_a = np.where(weight > 0.02, level / np.maximum(weight, 1e-6), 0.0)
+    rim = np.clip((a - s_a) / np.maximum(1.0 - s_a, 1e-3), 0, 1)
     keep = (solid > 0) | (soft & (dist <= band))
     keep = fill_holes(keep.astype(np.uint8) * 255) > 0
-    mask = np.where(keep, alpha, 0).astype(np.uint8)
+    out = np.where(solid > 0, a, np.where(keep, rim, 0.0))
+    out[out < 8 / 255] = 0
+    mask = np.round(out * 255).astype(np.uint8)
     return mask, ["The photo's transparency held a soft drop shadow; it was removed and only the product kept."], comps
 
 
