@@ -53,7 +53,7 @@ def test_step_rules() -> None:
     with pytest.raises(ValidationError, match="step1_image"):
         GenerateRequest(start_step=2)
     assert GenerateRequest(start_step=2, step1_image="aGk=").start_step == 2
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(ValidationError, match="not several"):
         GenerateRequest(product_image="aGk=", product_image_path="/x.png")
 
 
