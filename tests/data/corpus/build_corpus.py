@@ -68,6 +68,10 @@ COMPOSITES = [
     ("c_cylinder_garden", "household/cylinder.png", "mate:nature/Garden.jpg", (0.0, 0.1, 0.7, 1.0), (480, 640), 0.72, (0.4, 0.5), False),
     ("c_duck_aqua", "household/rubberduck.png", "mate:nature/Aqua.jpg", (0.2, 0.1, 0.9, 0.9), (600, 480), 0.45, (0.5, 0.55), False),
     ("c_mixer_astronaut", "household/tools/cementmixer.png", "sk:astronaut.png", (0.0, 0.0, 1.0, 1.0), (560, 560), 0.60, (0.6, 0.55), False),
+    ("c_kiwi_gravel", "food/fruit/kiwi.png", "sk:gravel.png", (0.0, 0.0, 1.0, 1.0), (520, 520), 0.45, (0.45, 0.5), False),
+    ("c_cherries_wood", "food/fruit/Cherry_Stella.png", "mate:nature/Wood.jpg", (0.4, 0.3, 0.9, 0.9), (480, 560), 0.60, (0.5, 0.5), False),
+    ("c_compostbin_meadow", "household/home_compost_bin.png", "mate:nature/GreenMeadow.jpg", (0.0, 0.0, 0.6, 1.0), (480, 600), 0.65, (0.5, 0.55), False),
+    ("c_cymbal_brick", "hobbies/music/percussion/cymbal_crash.png", "sk:brick.png", (0.0, 0.0, 1.0, 0.8), (600, 480), 0.70, (0.5, 0.5), False),
     ("c_drum_flower", "hobbies/music/percussion/drum_tomtom_floor.png", "mate:nature/FreshFlower.jpg", (0.0, 0.0, 1.0, 1.0), (480, 600), 0.70, (0.5, 0.5), False),
 ]
 
