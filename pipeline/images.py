@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF"})
 _DATA_URL_RE = re.compile(r"^data:image/[a-z+.-]+;base64,", re.IGNORECASE)
 _STANDARD_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _URLSAFE_RE = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
@@ -62,20 +62,29 @@ def read_confined(path_text: str, field: str, input_dirs: list[Path], max_bytes:
     return path.read_bytes()
 
 
-def load_image(raw: bytes, field: str, max_pixels: int) -> Image.Image:
-    """Decode and fully load image bytes, refusing bombs, truncation and odd formats."""
+def load_image(raw: bytes, field: str, max_pixels: int, notes: list[str] | None = None) -> Image.Image:
+    """Decode and fully load image bytes, refusing bombs, truncation and odd formats.
+
+    Animations (GIF, animated WebP/PNG) give their first frame; a sentence saying so is
+    appended to ``notes`` when a list is passed.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(raw))
             fmt = img.format
             if fmt not in ACCEPTED_FORMATS:
-                raise InputError(f"{field}: format {fmt or 'unknown'} is not accepted; send PNG, JPEG or WebP")
+                raise InputError(f"{field}: format {fmt or 'unknown'} is not accepted; send PNG, JPEG, WebP or GIF")
             w, h = img.size
             if w * h > max_pixels:
                 raise InputError(f"{field}: {w}x{h} is over the {max_pixels // 1_000_000} megapixel limit")
             if min(w, h) < 16:
                 raise InputError(f"{field}: {w}x{h} is too small (16 px at least on each side)")
+            animated = getattr(img, "is_animated", False)
+            if animated:
+                img.seek(0)
+                if notes is not None:
+                    notes.append(f"The {field.replace('_', ' ')} is an animation; its first frame was used.")
             img.load()
     except InputError:
         raise

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from pipeline.jobs import JobManager
 
 # Tests never reach the Hugging Face hub: every model they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Delivered ads go to a throwaway folder, never the tester's Pictures (servers started by tests inherit it).
+os.environ.setdefault("ADGEN_OUTPUT_DIR", tempfile.mkdtemp(prefix="adgen-test-out-"))
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "product.jpg"

@@ -126,7 +126,7 @@ def test_segmentation_contract(tmp_path: Path, tiny_models) -> None:
     backend = DiffusionBackend(model_settings(tmp_path, tiny_models))
     photo, _ = synthetic_product("box", 320)
     cut = backend.segment(photo, lambda f, s: None)
-    assert cut.mode == "RGBA" and cut.width <= 320 and cut.height <= 320
+    assert cut.mask.shape == (320, 320) and cut.mask.dtype == np.uint8 and 0.0 <= cut.confidence <= 1.0
     assert "segmenter" in backend.cache and backend.cache.loads == 1
 
 

@@ -11,8 +11,12 @@ from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages.composite import composite
 from pipeline.worker.stages.design import DesignSpec, choose_region, design_template, fit_font_size
 from pipeline.worker.stages.refine import harmonise
-from pipeline.worker.stages.segment import classical_mask, has_useful_alpha, segment_draft
+from pipeline.worker.stages.cutout import apply_mask, cut_out, has_useful_alpha
 from tests.conftest import synthetic_product
+
+
+def segment_draft(img: Image.Image) -> Image.Image:
+    return apply_mask(img, cut_out(img).mask)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -23,7 +27,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("bg", [(236, 236, 232), (40, 40, 44), (210, 225, 240)])
 def test_classical_cutout_is_accurate(kind: str, bg: tuple[int, int, int]) -> None:
     img, truth = synthetic_product(kind, 512, bg)
-    mask = classical_mask(np.asarray(img)) > 127
+    mask = cut_out(img).mask > 127
     assert iou(mask, truth) > 0.93, f"{kind} on {bg}: IoU {iou(mask, truth):.3f}"
 
 

@@ -1,18 +1,35 @@
 """Intake: a request's inputs checked and written into a fresh job folder, before it is queued.
 
-Decoding happens here, in a worker thread of the server, so a bad image is refused with a
-clear message at submit and the worker only ever opens files that decoded once already.
+Reading (base64, a confined path, a guarded URL, a parent job) and decoding happen here, in a
+worker thread of the server, so a bad input is refused with a clear message at submit and
+the worker only opens files that decoded once already. The request handed on carries no
+image payloads: the images are files in the job folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import shutil
+from dataclasses import dataclass, field
+
+from PIL import Image
 
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
-from pipeline.images import InputError, decode_base64, load_image, read_confined, save_png
+from pipeline.images import InputError, load_image, save_png
+from pipeline.jobs.sources import FetchPolicy, read_source
 from pipeline.jobs.store import JobStore
-from pipeline.schemas import GenerateRequest
+from pipeline.schemas import GenerateRequest, image_reference
+
+# Fields that hold image payloads or references: emptied once the images are files.
+_IMAGE_FIELDS = ("product_image", "product_image_path", "product_image_url", "product_mask", "step1_image",
+                 "step1_image_path")
+UPSCALE_WARN = 2.0  # a photo enlarged more than this looks soft: say so
+
+
+@dataclass
+class IntakeResult:
+    request: GenerateRequest  # image fields emptied
+    warnings: list[str] = field(default_factory=list)
 
 
 class Intake:
@@ -20,6 +37,8 @@ class Intake:
         self.settings = settings
         self.store = store
         self.fonts = fonts
+        self.policy = FetchPolicy(allow_private=settings.allow_private_urls, max_bytes=settings.max_image_bytes,
+                                  timeout_s=settings.fetch_timeout_s)
 
     def check_fonts(self, req: GenerateRequest) -> GenerateRequest:
         """font_family normalised to known families, and every character of the copy drawable."""
@@ -34,21 +53,53 @@ class Intake:
                 raise InputError(f"text_content has characters no installed font can draw: {shown}")
         return req.model_copy(update={"font_family": family_list})
 
-    def save_inputs(self, job_id: str, req: GenerateRequest) -> Path:
-        """Decode the request's image and write it into a new job folder; returns the folder."""
+    def _read(self, name: str, value: str | None, path: str | None = None, url: str | None = None) -> bytes:
+        """An image field's bytes: base64, or (for the main field) a path / file:// URI / URL in its place."""
+        kind = image_reference(value) if value else None
         s = self.settings
+        return read_source(
+            name, b64=value if kind is None else None, path=value if kind == "path" else path,
+            url=value if kind == "url" else url, input_dirs=s.input_dirs, max_bytes=s.max_image_bytes,
+            policy=self.policy,
+        )
+
+    def save_inputs(self, job_id: str, req: GenerateRequest) -> IntakeResult:
+        """Read and decode the request's images into a new job folder."""
+        s = self.settings
+        notes: list[str] = []
         if req.start_step == 1:
-            field, b64, path, name = "product_image", req.product_image, req.product_image_path, "product.png"
+            raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
+            img = load_image(raw, "product_image", s.max_image_pixels, notes)
+            mask = None
+            if req.product_mask:
+                mask_raw = self._read("product_mask", req.product_mask)
+                mask = load_image(mask_raw, "product_mask", s.max_image_pixels).convert("L")
+            scale = max(req.width / img.width, req.height / img.height) * 0.6  # the product's share of the canvas
+            if scale > UPSCALE_WARN:
+                notes.append(f"The photo is small ({img.width}x{img.height}); it was enlarged about {scale:.0f}x "
+                             "and may look soft. A larger photo gives a sharper ad.")
+            job_dir = self.store.create(job_id)
+            save_png(img, job_dir / "product.png")
+            if mask is not None:
+                save_png(mask, job_dir / "product_mask.png")
+        elif req.parent_job_id:
+            parent = self.store.artifact(req.parent_job_id, "step1.png")
+            if parent is None:
+                raise InputError(f"parent_job_id: job {req.parent_job_id} has no step 1 image (unknown, failed "
+                                 "before step 1, or removed); give step1_image instead")
+            job_dir = self.store.create(job_id)
+            with Image.open(parent) as step1:
+                if step1.size == (req.width, req.height):
+                    shutil.copyfile(parent, job_dir / "step1.png")
+                else:
+                    save_png(step1.convert("RGB").resize((req.width, req.height), Image.Resampling.LANCZOS),
+                             job_dir / "step1.png")
         else:
-            field, b64, path, name = "step1_image", req.step1_image, req.step1_image_path, "step1.png"
-        if b64 is not None:
-            raw = decode_base64(b64, field, s.max_image_bytes)
-        else:
-            assert path is not None
-            raw = read_confined(path, f"{field}_path", s.input_dirs, s.max_image_bytes)
-        img = load_image(raw, field, s.max_image_pixels)
-        if req.start_step == 2 and img.size != (req.width, req.height):
-            img = img.convert("RGB").resize((req.width, req.height))
-        job_dir = self.store.create(job_id)
-        save_png(img, job_dir / name)
-        return job_dir
+            raw = self._read("step1_image", req.step1_image, req.step1_image_path)
+            img = load_image(raw, "step1_image", s.max_image_pixels, notes)
+            if img.size != (req.width, req.height):
+                img = img.convert("RGB").resize((req.width, req.height), Image.Resampling.LANCZOS)
+            job_dir = self.store.create(job_id)
+            save_png(img, job_dir / "step1.png")
+        clean = req.model_copy(update=dict.fromkeys(_IMAGE_FIELDS))
+        return IntakeResult(clean, notes)

@@ -25,6 +25,7 @@ class Job:
     expected: dict[str, float]  # seconds per stage, fixed at submit so progress never runs backwards
     request: GenerateRequest | None = None  # None for jobs loaded from disk after a restart
     parent_job_id: str | None = None
+    warnings: list[str] = field(default_factory=list)  # found at intake (the worker's come in the report)
     status: JobState = "pending"
     stage: str | None = None
     stage_started: float = 0.0
@@ -54,7 +55,7 @@ class Job:
         return {
             "job_id": self.id, "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
             "params": self.params, "width": self.width, "height": self.height, "backend": self.backend,
-            "seed": self.seed, "parent_job_id": self.parent_job_id, "plan": list(self.plan), "expected": self.expected, "done": self.done,
+            "seed": self.seed, "parent_job_id": self.parent_job_id, "warnings": self.warnings, "plan": list(self.plan), "expected": self.expected, "done": self.done,
             "error": self.error, "report": asdict(self.report), "progress": self.progress, "message": self.message,
             "elapsed": self.elapsed(time.monotonic()),
         }
@@ -68,6 +69,7 @@ class Job:
             created_at=r.get("created_at", 0.0), plan=tuple(r.get("plan", ())), expected=dict(r.get("expected", {})),
             status=r.get("status", "failed"), done=dict(r.get("done", {})), error=r.get("error"),
             started_at=r.get("started_at"), parent_job_id=r.get("parent_job_id"),
+            warnings=list(r.get("warnings", [])),
             report=JobReport(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in report.items() if k in JobReport.__dataclass_fields__}),
             progress=int(r.get("progress", 0)), message=r.get("message", ""),

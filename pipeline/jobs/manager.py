@@ -22,7 +22,7 @@ from pipeline import registry
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
 from pipeline.jobs.designers import LLMDesigners, Sampler
-from pipeline.jobs.health import StartupError, check_vram
+from pipeline.jobs.health import StartupError, check_vram, environment_problems
 from pipeline.jobs.intake import Intake
 from pipeline.jobs.job import Job
 from pipeline.jobs.metrics import system_metrics
@@ -90,10 +90,14 @@ class JobManager:
         self._samplers: dict[str, Sampler] = {}  # MCP sampling of tool calls still waiting on their job
         self._tg: anyio.abc.TaskGroup | None = None
         self._metrics: tuple[float, SystemMetrics] | None = None
+        self.problems: list[str] = []  # found at start-up: what makes text-layer jobs fail, with the fix
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> JobManager:
         check_vram(self.settings, self.metrics())
+        self.problems = await anyio.to_thread.run_sync(environment_problems, self.settings, self.fonts.files)
+        for problem in self.problems:
+            log.warning("degraded: %s", problem)
         self._load_from_disk()
         self._prune()
         self._tg = anyio.create_task_group()
@@ -231,7 +235,9 @@ class JobManager:
         self._check_room()  # fail fast, before decoding anything
         req = await anyio.to_thread.run_sync(self.intake.check_fonts, req)
         job_id = uuid.uuid4().hex
-        await anyio.to_thread.run_sync(self.intake.save_inputs, job_id, req)
+        params = req.public_parameters()
+        intake = await anyio.to_thread.run_sync(self.intake.save_inputs, job_id, req)
+        req = intake.request
         try:
             self._check_room()  # again: other submissions may have filled the queue while we decoded
         except QueueFull:
@@ -244,13 +250,18 @@ class JobManager:
         plan = registry.plan_stages(req)
         expected = {s: self.stats.expected(backend, req.width, req.height, s) for s in plan}
         job = Job(
-            id=job_id, params={**req.public_parameters(), "seed": seed}, width=req.width, height=req.height,
+            id=job_id, params={**params, "seed": seed}, width=req.width, height=req.height,
             backend=backend, seed=seed, created_at=time.time(), plan=plan, expected=expected, request=req,
+            parent_job_id=req.parent_job_id, warnings=intake.warnings,
         )
         self.jobs[job_id] = job
         if sampler is not None:
             self._samplers[job_id] = sampler
         self.store.write_record(job_id, job.record())
+        if self.problems and registry.RENDER.key in plan:
+            # Fail now with the fix (e.g. install Chromium) rather than with a browser traceback later.
+            self._finish(job, "failed", "; ".join(self.problems))
+            return JobAccepted(job_id=job_id, status=job.status, queue_position=None)
         self.queue.push(job_id)
         self._dispatch()
         return JobAccepted(job_id=job_id, status=job.status, queue_position=self.queue.position(job_id))
@@ -311,6 +322,29 @@ class JobManager:
         """A finished file of a job (final.png, preview.jpg, ...), or None."""
         return self.store.artifact(job_id, name)
 
+    def output_file(self, job_id: str) -> Path | None:
+        """The delivered ad (format as asked) in the output folder, or None if there is none (any more)."""
+        job = self.jobs.get(job_id)
+        if job is None or not job.report.output_file:
+            return None
+        path = Path(job.report.output_file)
+        folder = self.settings.output_dir.expanduser().resolve()
+        # Only files inside today's output folder: a record never makes the server serve other paths.
+        return path if path.is_file() and path.resolve().is_relative_to(folder) else None
+
+    def recent_results(self, limit: int = 20) -> list[StatusResponse]:
+        """Completed jobs with a final image, newest first (for MCP resources/list)."""
+        done = sorted((j for j in self.jobs.values() if j.status == "completed"), key=lambda j: j.created_at,
+                      reverse=True)
+        out = []
+        for job in done:
+            st = self.status(job.id, with_metrics=False)
+            if st.final_result:
+                out.append(st)
+                if len(out) >= limit:
+                    break
+        return out
+
     def list_fonts(self) -> tuple[FontInfo, ...]:
         return self.fonts.fonts()
 
@@ -350,8 +384,9 @@ class JobManager:
     def health(self) -> HealthResponse:
         alive = self.worker.alive()
         return HealthResponse(
-            status="ok" if alive else "degraded", gpu_available=bool(self.metrics().gpu_info), worker_alive=alive,
-            backend=self.default_backend(), queue_length=len(self.queue), running_job=self.running,
+            status="ok" if alive and not self.problems else "degraded", gpu_available=bool(self.metrics().gpu_info),
+            worker_alive=alive, backend=self.default_backend(), queue_length=len(self.queue),
+            running_job=self.running, problems=self.problems,
         )
 
     def resources(self) -> ResourcesResponse:
@@ -361,7 +396,12 @@ class JobManager:
             models = {"backend": {"default": state.default_backend, "reason": state.backend_reason,
                                   **state.backend_info},
                       "renderer_launches": state.renderer_launches, "local_llm": state.local_llm}
+        s, alive = self.settings, self.worker.alive()
+        inputs = [d.expanduser().resolve() for d in s.input_dirs]
         return ResourcesResponse(
-            system_metrics=self.metrics(), backend=self.default_backend(), worker_alive=self.worker.alive(),
+            system_metrics=self.metrics(), backend=self.default_backend(), worker_alive=alive,
             worker_pid=handle.pid if handle else None, models=models,
+            status="ok" if alive and not self.problems else "degraded", problems=self.problems,
+            input_dirs=[str(d) for d in inputs if d.is_dir()], output_dir=str(s.output_dir.expanduser().resolve()),
+            urls_accepted=True, private_urls_accepted=s.allow_private_urls,
         )

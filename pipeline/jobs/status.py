@@ -55,7 +55,7 @@ def build_status(
         step_eta_seconds=None if step_eta is None else round(step_eta, 1),
         queue_position=queue_position, error=job.error, backend=job.backend,
         designer=job.report.designer, design_note=job.report.design_note or None,
-        warnings=list(job.report.warnings), cutout_confidence=job.report.cutout_confidence,
+        warnings=[*job.warnings, *job.report.warnings], cutout_confidence=job.report.cutout_confidence,
         output_file=job.report.output_file,
         download_url=f"/jobs/{job.id}/download" if job.report.output_file else None,
         parent_job_id=job.parent_job_id,

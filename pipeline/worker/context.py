@@ -49,6 +49,9 @@ class JobContext:
     designer: str | None = None
     design_note: str | None = None
     design_removed: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)  # one sentence each, for the person
+    cutout_confidence: float | None = None
+    output_file: str | None = None
     artifacts: list[str] = field(default_factory=list)
 
     @property
@@ -82,4 +85,6 @@ class JobContext:
         return JobReport(
             designer=self.designer, design_note=self.design_note, design_removed=self.design_removed,
             text_region=t.region if t else None, font_px=t.font_px if t else None,
+            warnings=tuple(dict.fromkeys(self.warnings)), cutout_confidence=self.cutout_confidence,
+            output_file=self.output_file,
         )

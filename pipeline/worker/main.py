@@ -111,7 +111,7 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
     local = LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens) if settings.local_llm else None
     # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
     runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5,
-                       settings.fonts_dir, local)
+                       settings.fonts_dir, settings.output_dir, local)
 
     def state() -> WorkerState:
         return WorkerState(backends.default, backends.reason, backends.info(), renderer.launches,

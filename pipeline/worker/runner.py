@@ -31,7 +31,7 @@ from pipeline.worker.context import JobContext, JobStopped
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.errors import FatalDeviceError, UserFacingError
 from pipeline.worker.render.browser import TextRenderer
-from pipeline.worker.steps import IMPLEMENTATIONS, Services
+from pipeline.worker.steps import IMPLEMENTATIONS, Services, deliver_final
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class JobRunner:
         receive: Callable[[float], Command | None],
         answer_timeout: float,
         fonts_dir: Path,
+        output_dir: Path,
         local_designer: LocalDesigner | None = None,
     ) -> None:
         self._backends = backends
@@ -53,7 +54,7 @@ class JobRunner:
         self._stop_requested = stop_requested
         self._receive = receive
         self._answer_timeout = answer_timeout
-        self._services = Services(renderer, fonts_dir, self._ask_llm, local_designer)
+        self._services = Services(renderer, fonts_dir, self._ask_llm, output_dir, local_designer)
         self.fatal: str | None = None  # set when the device is poisoned: the worker must exit
 
     def run(self, cmd: RunJob) -> JobFinished:
@@ -66,9 +67,7 @@ class JobRunner:
             self._load_inputs(ctx)
             for key in ctx.plan:
                 self._run_stage(ctx, key)
-            if ctx.final is None:  # no copy: step 1 is the final image
-                assert ctx.step1 is not None
-                ctx.save("final.png", ctx.step1)
+            deliver_final(ctx, self._services)
             return JobFinished(cmd.job_id, "completed", report=ctx.report())
         except JobStopped:
             return JobFinished(cmd.job_id, "stopped", "stopped on request", report=ctx.report())

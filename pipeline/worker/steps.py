@@ -20,12 +20,15 @@ from pipeline.cssvalues import css_font_stack, parse_font_family
 from pipeline.images import save_preview
 from pipeline.messages import DesignAnswer, DesignPrompt
 from pipeline.worker.context import JobContext
+from pipeline.worker.deliver import deliver, output_name
 from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.design.prompt import build_prompt
 from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.worker.render.browser import RenderError, TextRenderer
+from pipeline.worker.stages.card import product_card
 from pipeline.worker.stages.composite import composite as composite_product
+from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD, apply_mask, cut_out, has_useful_alpha
 from pipeline.worker.stages.design import Design, DesignSpec, design_template
 
 
@@ -36,6 +39,7 @@ class Services:
     renderer: TextRenderer
     fonts_dir: Path
     ask_llm: Callable[[str, DesignPrompt], DesignAnswer | None]  # the server's designers; None = no answer
+    output_dir: Path  # where finished ads are delivered for people
     local_designer: LocalDesigner | None = None
 
 
@@ -52,8 +56,27 @@ def covers(layer: Image.Image, mask: np.ndarray | None, tolerance: float = 0.002
 
 
 def segment(ctx: JobContext, svc: Services) -> None:
+    """The product cut from its photo, or, when the cut cannot be trusted, the photo as a card."""
     assert ctx.photo is not None
-    ctx.cutout = ctx.backend.segment(ctx.photo, ctx.on_step)
+    mode = ctx.request.cutout
+    given = ctx.job_dir / "product_mask.png"
+    if given.exists() or mode != "auto" or has_useful_alpha(ctx.photo):
+        # The client told us what the product is (mask, alpha, whole photo): no model needed.
+        ctx.on_step(0.1, f"{registry.SEGMENT.label} ({'given mask' if given.exists() else mode})")
+        result = cut_out(ctx.photo, mode, Image.open(given) if given.exists() else None)
+    else:
+        result = ctx.backend.segment(ctx.photo, ctx.on_step)
+    ctx.warnings.extend(result.warnings)
+    ctx.cutout_confidence = result.confidence
+    if result.confidence < CONFIDENCE_THRESHOLD:
+        ctx.cutout = product_card(ctx.photo)
+        ctx.warnings.append(
+            f"The product could not be cut out of this photo cleanly (confidence {result.confidence:.2f}), so the "
+            "whole photo is shown as a framed card. For a cut-out, send the product on a plain background, a PNG "
+            "with transparency, or a product_mask."
+        )
+    else:
+        ctx.cutout = apply_mask(ctx.photo, result.mask)
     ctx.save("cutout.png", ctx.cutout)
 
 
@@ -119,6 +142,23 @@ def final(ctx: JobContext, svc: Services) -> None:
     ctx.final = base.convert("RGB")
     ctx.save("final.png", ctx.final)
     save_preview(ctx.final, ctx.job_dir / "preview.jpg")
+
+
+def deliver_final(ctx: JobContext, svc: Services) -> None:
+    """After the plan: the final image in the job folder and, for people, in the output folder."""
+    image = ctx.final or ctx.step1
+    assert image is not None
+    if ctx.final is None:  # no copy: step 1 is the final image
+        ctx.save("final.png", image)
+    r = ctx.request
+    try:
+        path = deliver(image, svc.output_dir, output_name(ctx.job_id, r.text_content, r.output_format),
+                       r.output_format, r.quality)
+    except OSError as exc:  # a full or read-only output folder must not lose the finished job
+        ctx.warnings.append(f"The ad could not be written to the output folder ({exc.strerror or exc}); "
+                            "it is still available from the job's final_result.")
+    else:
+        ctx.output_file = str(path)
 
 
 IMPLEMENTATIONS: dict[str, StageFn] = {

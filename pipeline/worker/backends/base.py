@@ -7,6 +7,8 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from PIL import Image
 
+from pipeline.worker.stages.cutout import CutoutResult
+
 # Called by long stages with (fraction 0..1, sub-step label); it raises to stop the job.
 StepCallback = Callable[[float, str], None]
 
@@ -14,8 +16,8 @@ StepCallback = Callable[[float, str], None]
 class Backend(Protocol):
     name: str
 
-    def segment(self, photo: Image.Image, on_step: StepCallback) -> Image.Image:
-        """RGBA cut-out of the product, cropped to it."""
+    def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
+        """The product's mask at the photo's resolution, with how far to trust it."""
 
     def background(
         self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback

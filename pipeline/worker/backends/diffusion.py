@@ -25,7 +25,7 @@ from pipeline.worker.models import loader
 from pipeline.worker.models.cache import ModelCache, flush_gpu
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.refine import harmonise
-from pipeline.worker.stages.segment import cutout, fill_holes
+from pipeline.worker.stages.cutout import CutoutResult, fill_holes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +49,19 @@ _POISON = ("illegal memory access", "device-side assert", "unspecified launch fa
 def is_poisoned(exc: BaseException) -> bool:
     """Errors after which every later CUDA call fails too (the context is lost)."""
     return isinstance(exc, RuntimeError) and any(k in str(exc).lower() for k in _POISON)
+
+
+def mask_confidence(prob: np.ndarray) -> float:
+    """How decided a segmenter's probability map is: few undecided pixels around a product of sane size.
+
+    A model that knows where the product is answers near 0 or 1 almost everywhere; a wide band of
+    middling values (or a product of almost nothing or almost everything) means it is guessing.
+    """
+    area = float((prob > 0.5).mean())
+    if not 0.002 < area < 0.98:
+        return 0.0
+    undecided = float(((prob > 0.2) & (prob < 0.8)).sum()) / max(1.0, float((prob > 0.5).sum()))
+    return round(float(np.clip(1.0 - 2.0 * undecided, 0.0, 1.0)), 4)
 
 
 class DiffusionBackend:
@@ -109,8 +122,8 @@ class DiffusionBackend:
         return {}
 
     # ---- stages ------------------------------------------------------------------------
-    def segment(self, photo: Image.Image, on_step: StepCallback) -> Image.Image:
-        def run() -> Image.Image:
+    def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
+        def run() -> CutoutResult:
             model = self.cache.get("segmenter", lambda: loader.load_segmenter(self.settings, self.plan))
             on_step(0.3, "segmentation (BiRefNet)")
             size = self.settings.seg_input_size
@@ -126,7 +139,7 @@ class DiffusionBackend:
             # Clean edges: drop faint speckle, fill enclosed holes, keep the soft boundary.
             solid = fill_holes(((mask > 0.5) * 255).astype(np.uint8))
             soft = np.where(solid > 0, np.maximum(mask, 0.5), np.where(mask > 0.15, mask, 0))
-            return cutout(photo, (np.clip(soft, 0, 1) * 255).astype(np.uint8))
+            return CutoutResult((np.clip(soft, 0, 1) * 255).astype(np.uint8), mask_confidence(mask), "segmenter")
 
         return self._with_oom_retry(registry.SEGMENT, "segmenter", run)
 

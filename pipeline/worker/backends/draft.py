@@ -11,15 +11,15 @@ from pipeline.worker.backends.base import StepCallback
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages.refine import harmonise
-from pipeline.worker.stages.segment import segment_draft
+from pipeline.worker.stages.cutout import CutoutResult, cut_out
 
 
 class DraftBackend:
     name = "draft"
 
-    def segment(self, photo: Image.Image, on_step: StepCallback) -> Image.Image:
+    def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
         on_step(0.1, "segmentation (classical cut-out)")
-        return segment_draft(photo)
+        return cut_out(photo)
 
     def background(
         self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback

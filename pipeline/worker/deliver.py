@@ -1,0 +1,50 @@
+"""Delivery: the finished ad written to the output folder under a name a person can find.
+
+``2026-11-25_summer-sale-50_1a2b3c4d.png``: date, a slug of the copy, the job id's start.
+The job folder keeps its own ``final.png``; this is the copy meant for people (and for
+clients that cannot read MCP resources, such as Claude Desktop).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import unicodedata
+from pathlib import Path
+
+from PIL import Image
+
+_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+_SLUG_CHARS = 40
+
+
+def slug(text: str | None) -> str:
+    """Letters and digits of any script kept, everything else a single dash (e.g. '여름-세일-50')."""
+    if not text:
+        return "ad"
+    norm = unicodedata.normalize("NFKC", text).lower()
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LN" else "-" for ch in norm)
+    return re.sub(r"-+", "-", kept).strip("-")[:_SLUG_CHARS].strip("-") or "ad"
+
+
+def output_name(job_id: str, copy: str | None, fmt: str, when: float | None = None) -> str:
+    day = time.strftime("%Y-%m-%d", time.localtime(when))
+    return f"{day}_{slug(copy)}_{job_id[:8]}.{_EXT[fmt]}"
+
+
+def deliver(image: Image.Image, folder: Path, name: str, fmt: str, quality: int) -> Path:
+    """Write atomically (a reader never sees half a file); returns the absolute path."""
+    folder = folder.expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / name).resolve()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    rgb = image.convert("RGB")
+    if fmt == "jpeg":
+        rgb.save(tmp, format="JPEG", quality=quality, optimize=True, progressive=True)
+    elif fmt == "webp":
+        rgb.save(tmp, format="WEBP", quality=quality, method=4)
+    else:
+        rgb.save(tmp, format="PNG", optimize=False, compress_level=6)
+    os.replace(tmp, path)
+    return path
