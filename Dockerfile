@@ -1,6 +1,17 @@
 # syntax=docker/dockerfile:1
 # adgen for NVIDIA GPUs: Debian (its chromium is a real package, unlike Ubuntu's snap stub),
 # Python 3.11, torch's own CUDA wheels, Hangul-capable fonts. Serves MCP over streamable HTTP.
+
+# Build stage: the wheel (code, dashboard and the bundled fonts as package data adgen_fonts).
+# The image installs that wheel, not the source tree, so it runs what a user's pip install runs.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY mcp_server ./mcp_server
+COPY pipeline ./pipeline
+COPY fonts ./fonts
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -23,14 +34,12 @@ RUN useradd --create-home --uid 1000 adgen \
     && chown -R adgen:adgen /data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY mcp_server ./mcp_server
-COPY pipeline ./pipeline
-COPY fonts ./fonts
 COPY examples ./examples
 # Versions are pinned in pyproject.toml (torch 2.14.1's default Linux wheels are CUDA builds).
+# The wheel is bind-mounted from the build stage, so no layer keeps a copy of it.
 # hadolint ignore=DL3013
-RUN pip install ".[models]"
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install "$(find /wheels -name 'adgen-*.whl')[models]"
 
 USER 1000:1000
 VOLUME ["/data"]

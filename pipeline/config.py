@@ -17,7 +17,24 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_FONTS_DIR = REPO_ROOT / "fonts"
+
+
+def _bundled_fonts_dir() -> Path:
+    """The shipped fonts: package data ``adgen_fonts`` (the repository's fonts/ folder, mapped in
+    pyproject.toml), so a wheel install finds them in site-packages, not beside this file."""
+    from importlib.resources import files
+
+    try:
+        root = files("adgen_fonts")
+    except ModuleNotFoundError:
+        # A source checkout whose editable install predates the mapping (pip install -e . fixes it).
+        return REPO_ROOT / "fonts"
+    if not isinstance(root, Path):  # fontconfig and Chromium need a real folder, not a zip member
+        raise TypeError("adgen_fonts is not a folder on disk: install adgen unzipped (pip does)")
+    return root
+
+
+BUNDLED_FONTS_DIR = _bundled_fonts_dir()
 
 
 def _default_data_dir() -> Path:
