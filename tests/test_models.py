@@ -6,7 +6,6 @@ random weights, built and saved by tests/tiny_models, and run on the CPU.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anyio
