@@ -300,6 +300,8 @@ class HealthResponse(BaseModel):
     backend: str
     queue_length: int
     running_job: str | None = None
+    problems: list[str] = Field(default_factory=list, description="Addition: what makes the server degraded, "
+                                "each with its fix (e.g. a missing Chromium).")
 
 
 class ResourcesResponse(BaseModel):
@@ -308,12 +310,27 @@ class ResourcesResponse(BaseModel):
     worker_alive: bool
     worker_pid: int | None = None
     models: dict[str, Any] = Field(default_factory=dict, description="Model cache contents and precision.")
+    status: Literal["ok", "degraded"] = Field("ok", description="Addition: as /health says.")
+    problems: list[str] = Field(default_factory=list, description="Addition: what is wrong, each with its fix.")
+    input_dirs: list[str] = Field(default_factory=list, description="Addition: existing folders from which "
+                                  "product_image_path (and the other *_path fields) may read; empty = paths refused.")
+    output_dir: str | None = Field(None, description="Addition: folder where finished ads are written.")
+    urls_accepted: bool = Field(True, description="Addition: product_image_url (public http(s) URLs) is accepted.")
+    private_urls_accepted: bool = Field(False, description="Addition: URLs on loopback/private addresses too.")
 
 
 def describe_validation(exc: ValidationError) -> str:
     """A pydantic error as one short line for a caller (MCP tool error or REST 422), inputs not echoed."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid request: " + "; ".join(parts[:8])
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = _ERROR_PHRASES.get(err["type"]) or err["msg"]
+        msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if msg.startswith("Input should"):  # pydantic's wording -> 'field: should be ...'
+            msg = msg[len("Input "):]
+        # A model-level message, or one that already names its field, stands alone.
+        parts.append(msg if not loc or msg.startswith(loc) else f"{loc}: {msg}")
+    return "; ".join(parts[:8])
+
+
+_ERROR_PHRASES = {"missing": "required", "extra_forbidden": "unknown argument, not accepted (see the input schema)"}

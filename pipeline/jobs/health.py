@@ -1,8 +1,13 @@
-"""Start-up checks of the server side: is there enough GPU memory for the configured backend?"""
+"""Start-up checks of the server side: enough GPU memory, a browser and fonts for the text layer."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.schemas import SystemMetrics
@@ -29,3 +34,31 @@ def check_vram(settings: Settings, metrics: SystemMetrics) -> None:
         raise StartupError(f"refusing to start the {s.backend} backend: {problem} "
                            "(set ADGEN_VRAM_CHECK=warn to start anyway)")
     log.warning("%s backend: %s; models will be offloaded or the draft backend used", s.backend, problem)
+
+
+def _browser_fix() -> str:
+    if sys.platform == "darwin":
+        return "install Google Chrome or Chromium, then set ADGEN_CHROMIUM to its executable"
+    return "apt-get install chromium (or your distribution's package) or set ADGEN_CHROMIUM"
+
+
+def environment_problems(settings: Settings, font_files: Callable[[], dict[str, tuple[str, ...]]]) -> list[str]:
+    """What would make every text-layer render fail, one sentence each with its fix.
+
+    Checked once at start-up so a job fails at once with the fix instead of a browser
+    traceback minutes later. ``font_files`` is the font catalog's fontconfig scan.
+    """
+    problems = []
+    configured = settings.chromium_path
+    found = configured if os.sep in configured else shutil.which(configured)
+    if not found or not Path(found).is_file():
+        problems.append(f"Chromium not found at {configured}: {_browser_fix()}")
+    elif not os.access(found, os.X_OK):
+        problems.append(f"Chromium at {configured} is not executable: chmod +x it or set ADGEN_CHROMIUM")
+    if shutil.which("fc-list") is None:
+        problems.append("fontconfig is missing (no fc-list), so no font can be found: "
+                        + ("brew install fontconfig" if sys.platform == "darwin" else "apt-get install fontconfig"))
+    elif not font_files():
+        problems.append(f"fontconfig finds no fonts (not even the bundled ones in {settings.fonts_dir}): "
+                        "apt-get install fonts-noto-core, or check ADGEN_FONTS_DIR")
+    return problems

@@ -30,6 +30,8 @@ ARTIFACTS: dict[str, str] = {
     "product.png": "image/png",
     "preview.jpg": "image/jpeg",
 }
+# The delivered ad in the output folder, by suffix (GET /jobs/<id>/download, adgen://jobs/<id>/download).
+OUTPUT_TYPES: dict[str, str] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
 class JobStore:
