@@ -42,7 +42,7 @@ def transport_security(host: str, settings: Settings) -> TransportSecuritySettin
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     async with JobManager(settings) as manager:
-        server = build_server(manager)
+        server = build_server(manager, transport=args.transport)
         if args.transport == "stdio":
             await server.run_stdio_async()
             return

@@ -1,6 +1,9 @@
 """The MCP tools: thin functions that turn arguments into job-manager calls and shape results.
 
 No image work happens here beyond attaching the cached preview JPEG the worker wrote.
+What a result may carry depends on the transport (see ``Delivery``): over stdio a client
+can read any file as a resource; over HTTP the SDK's own client refuses one message over
+1 MiB, so large files go by download URL on the same server instead.
 """
 
 from __future__ import annotations
@@ -8,17 +11,29 @@ from __future__ import annotations
 import base64
 import inspect
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ImageContent, ResourceLink, SamplingMessage, TextContent, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    ImageContent,
+    Resource,
+    ResourceLink,
+    SamplingMessage,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import Field, ValidationError
 
 from pipeline.jobs.designers import Sampler
+from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 from pipeline.messages import DesignPrompt
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
@@ -35,13 +50,66 @@ from pipeline.schemas import (
 DEFAULT_WAIT_S = 40.0  # Claude Desktop and the TypeScript SDK give up on a tool call at 60 s
 MAX_WAIT_S = 55.0
 
+Transport = Literal["stdio", "sse", "streamable-http"]
+HTTP_TRANSPORTS: frozenset[str] = frozenset({"sse", "streamable-http"})
+# The Python SDK's HTTP client refuses one server-sent event over 1 MiB (DEFAULT_MAX_SSE_EVENT_SIZE).
+# Base64 adds a third, the JSON-RPC envelope a little more: 700 KiB of file -> ~934 KiB on the wire.
+MAX_INLINE_BYTES = 700 * 1024
+# Claude Desktop refuses tool results over 1 MiB; every result stays well under that.
+MAX_RESULT_CHARS = 768 * 1024
+MAX_PREVIEW_B64 = 512 * 1024  # a <=512 px JPEG is ~20-120 KB; a bigger file is not attached
+RECENT_RESOURCES = 20
+DOWNLOAD = "download"  # artifact name of the delivered file: adgen://jobs/<id>/download, GET /jobs/<id>/download
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How files reach this call's client: the transport, and on HTTP the server's own base URL."""
+
+    transport: Transport
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000, as the client reached us
+
+    @property
+    def http(self) -> bool:
+        return self.transport in HTTP_TRANSPORTS
+
+    def url(self, path: str) -> str | None:
+        """Absolute URL of a server path on HTTP transports (the path alone if the host is unknown)."""
+        return (self.base_url or "") + path if self.http else None
+
+
+def delivery_for(transport: Transport, ctx: Context | None) -> Delivery:
+    base = None
+    if transport in HTTP_TRANSPORTS and ctx is not None:
+        try:
+            request = ctx.request_context.request
+        except ValueError:  # outside a request
+            request = None
+        url = getattr(request, "base_url", None)  # a Starlette request on both HTTP transports
+        base = str(url).rstrip("/") if url is not None else None
+    return Delivery(transport, base)
+
+
+def sniff_mime(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1_000_000 else f"{size / 1e3:.0f} KB"
+
 
 @lru_cache(maxsize=64)
 def _preview_b64(path: str, mtime_ns: int) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def _status_text(st: StatusResponse) -> str:
+def _status_text(manager: JobManager, st: StatusResponse, where: Delivery, preview: bool) -> str:
     lines = [f"job {st.job_id}: {st.status}, {st.progress_percent}%"]
     if st.status == "pending":
         lines.append(st.message)
@@ -49,22 +117,105 @@ def _status_text(st: StatusResponse) -> str:
         eta = f", about {max(0, round(st.eta_seconds or 0))} s left" if st.eta_seconds is not None else ""
         lines.append(f"{st.sub_step or st.message}{eta}. Call get_status with this job_id to follow it.")
     elif st.status == "completed":
-        lines.append(f"Final image: {st.final_result} (read it with resources/read; a preview is attached).")
+        p = st.parameters
+        what = f"{str(p.get('output_format', 'png')).upper()}, {p.get('width', '?')}x{p.get('height', '?')}"
+        final = manager.artifact(st.job_id, "final.png")
+        saved = st.output_file or (str(final) if final else None)
+        if saved and where.http:
+            lines.append(f"Saved on the server at {saved} ({what}).")
+        elif saved:
+            lines.append(f"Saved to {saved} ({what}). Open it from there.")
+        if where.http:
+            lines.append(f"Download: {where.url(f'/jobs/{st.job_id}/download')} (send the same bearer token "
+                         "as for this MCP endpoint, if the server has one).")
+        limit = (f"; over HTTP only files up to {_mb(MAX_INLINE_BYTES)}, larger ones from the download URL"
+                 if where.http else "")
+        lines.append(f"Full-size PNG as an MCP resource: {st.final_result} (resources/read{limit})."
+                     + (" A small preview is attached." if preview else ""))
     else:
         lines.append(f"Reason: {st.error or st.message}")
+    lines += [f"Note: {w}" for w in st.warnings]
     return "\n".join(lines)
 
 
-def status_result(manager: JobManager, st: StatusResponse, with_preview: bool) -> CallToolResult:
-    content: list[Any] = [TextContent(text=_status_text(st))]
+def status_result(
+    manager: JobManager, st: StatusResponse, with_preview: bool, where: Delivery | None = None
+) -> CallToolResult:
+    """A status as a tool result: text for the person, a preview for the model, links, structured data.
+
+    Whatever the job, the serialized result stays under MAX_RESULT_CHARS (Claude Desktop refuses 1 MiB).
+    """
+    where = where or Delivery("stdio")
+    if st.download_url:  # a server path: absolute on HTTP transports, meaningless over stdio
+        st = st.model_copy(update={"download_url": where.url(st.download_url)})
     preview = manager.artifact(st.job_id, "preview.jpg")
+    data = None
     if with_preview and preview is not None and st.status != "pending":
-        content.append(ImageContent(data=_preview_b64(str(preview), preview.stat().st_mtime_ns), mime_type="image/jpeg"))
+        data = _preview_b64(str(preview), preview.stat().st_mtime_ns)
+        data = data if len(data) <= MAX_PREVIEW_B64 else None
+    content: list[Any] = [TextContent(text=_status_text(manager, st, where, preview=data is not None))]
+    if data is not None:
+        content.append(ImageContent(data=data, mime_type="image/jpeg"))
     for key in ("final_result", "step1_result"):
         uri = getattr(st, key)
         if uri:
             content.append(ResourceLink(uri=uri, name=uri.rsplit("/", 1)[-1], mime_type="image/png"))
-    return CallToolResult(content=content, structured_content=st.model_dump(mode="json"))
+    delivered = manager.output_file(st.job_id)
+    if delivered is not None:
+        content.append(ResourceLink(
+            uri=f"adgen://jobs/{st.job_id}/{DOWNLOAD}", name=delivered.name, size=delivered.stat().st_size,
+            mime_type=OUTPUT_TYPES.get(delivered.suffix.lower(), "application/octet-stream"),
+        ))
+    result = CallToolResult(content=content, structured_content=st.model_dump(mode="json"))
+    if len(result.model_dump_json(by_alias=True, exclude_none=True)) > MAX_RESULT_CHARS:
+        # Only the preview can be large; everything else is bounded text. Drop it, say so.
+        content = [c for c in content if not isinstance(c, ImageContent)]
+        content[0] = TextContent(text=_status_text(manager, st, where, preview=False))
+        result = CallToolResult(content=content, structured_content=result.structured_content)
+    return result
+
+
+async def read_artifact(manager: JobManager, job_id: str, artifact: str, where: Delivery) -> bytes:
+    """A job's file for resources/read: exact bytes, unless the transport cannot carry them in one message."""
+    if artifact == DOWNLOAD:
+        path = manager.output_file(job_id) or manager.artifact(job_id, "final.png")
+    else:
+        path = manager.artifact(job_id, artifact)
+    if path is None:
+        raise ResourceError(f"artifact: no such file for this job; one of {DOWNLOAD}, {', '.join(ARTIFACTS)} "
+                            "once the job has made it")
+    size = path.stat().st_size
+    if where.http and size > MAX_INLINE_BYTES:
+        url = where.url(f"/jobs/{job_id}/{artifact}")
+        # An error, not a text stand-in: a client asking for an image must not get a URL as its bytes.
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"{artifact} is {_mb(size)}, over the {_mb(MAX_INLINE_BYTES)} one MCP message over HTTP "
+            f"can carry; download it from {url} (same bearer token as the MCP endpoint)",
+            data={"download_url": url, "size": size},
+        )
+    return await anyio.Path(path).read_bytes()
+
+
+def recent_resources(manager: JobManager, where: Delivery) -> list[Resource]:
+    """Recent finished ads for resources/list, so a person can attach one in their client."""
+    out = []
+    for st in manager.recent_results(RECENT_RESOURCES):
+        final = manager.artifact(st.job_id, "final.png")
+        if final is None or st.final_result is None:
+            continue
+        size = final.stat().st_size
+        copy = st.parameters.get("text_content") or "(no text)"
+        saved = f" Saved at {st.output_file}." if st.output_file else ""
+        http = (f" Over HTTP: {where.url(f'/jobs/{st.job_id}/final.png')}."
+                if where.http and size > MAX_INLINE_BYTES else "")
+        out.append(Resource(
+            uri=st.final_result, name=f"{Path(st.output_file).stem if st.output_file else 'adgen-' + st.job_id[:8]}.png",
+            title=f"Ad: {copy[:60]}", mime_type="image/png", size=size,
+            description=f"Final ad of job {st.job_id}, {st.parameters.get('width')}x{st.parameters.get('height')} "
+            f"PNG, copy: {copy[:120]}.{saved}{http}",
+        ))
+    return out
 
 
 def _raw_arguments(ctx: Context) -> dict[str, Any]:
@@ -142,22 +293,30 @@ GENERATE_DESCRIPTION = """Create an advertising image from a product photo and a
 
 Pipeline: cut the product out -> generate a background scene from bg_prompt -> place the
 product with shadows -> harmonise -> analyse the image -> design the copy as HTML/CSS ->
-render it in headless Chromium -> composite. Send the photo as base64 in product_image
-(PNG/JPEG/WebP) and the copy in text_content (Korean and emoji are fine; null = no text).
+render it in headless Chromium -> composite. Give the photo as a file path inside the
+server's input folders (product_image_path; get_resources lists them), as an http(s) URL
+(product_image_url), or as base64 (product_image: PNG/JPEG/WebP), and the copy in
+text_content (Korean and emoji are fine; null = no text). width/height (256-4096) and
+output_format (png/jpeg/webp) shape the delivered file.
 The call waits up to wait_seconds (default 40) while streaming progress, then returns the
-job's status. If it is still running, call get_status(job_id) until status is completed;
-the final PNG is then at final_result (an adgen:// URI for resources/read) and a preview
-is attached. The CPU draft backend takes seconds; real diffusion models take minutes.
-To re-do only the text on an earlier result, call again with start_step=2 and step1_image."""
+job's status. If it is still running, call get_status(job_id) until status is completed.
+The finished ad is written to the server's output folder: the answer gives its absolute
+path (output_file; tell the person where it is) and, over HTTP, a download URL; a small
+preview is attached and final_result is an adgen:// resource of the full-size PNG.
+The CPU draft backend takes seconds; real diffusion models take minutes.
+To re-do only the text on an earlier result, call again with start_step=2 and parent_job_id."""
 
 
-def register_tools(server: MCPServer, manager: JobManager) -> None:
+def register_tools(server: MCPServer, manager: JobManager, transport: Transport = "stdio") -> None:
+    """Register the tools and the job-file resources; ``transport`` decides how files are offered."""
+
     async def generate_ad(**kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs.pop("ctx")
         wait_s = float(kwargs.pop("wait_seconds", DEFAULT_WAIT_S))
         unknown = sorted(set(_raw_arguments(ctx)) - set(GenerateRequest.model_fields) - {"wait_seconds"})
         if unknown:  # the SDK drops them silently; an agent should learn its mistake instead
-            raise ToolError(f"invalid request: unknown argument(s) {', '.join(unknown)[:200]}; see the input schema")
+            plural = "s" if len(unknown) > 1 else ""
+            raise ToolError(f"{', '.join(unknown)[:200]}: unknown argument{plural}, not accepted (see the input schema)")
         try:
             req = GenerateRequest(**kwargs)
         except ValidationError as exc:
@@ -168,7 +327,7 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
         except (InputError, QueueFull) as exc:
             raise ToolError(str(exc)) from None
         st = await follow_job(manager, ctx, accepted.job_id, wait_s, sampler)
-        return status_result(manager, st, with_preview=True)
+        return status_result(manager, st, with_preview=True, where=delivery_for(transport, ctx))
 
     sig = _request_signature()
     generate_ad.__signature__ = sig  # type: ignore[attr-defined]
@@ -182,8 +341,9 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
 
     @server.tool(
         description="Status of a job from generate_ad: progress %, current stage, ETA in seconds, system "
-        "metrics, and once finished the image URIs (adgen://jobs/<id>/final.png) plus a small preview. "
-        "Poll every few seconds while status is pending or running.",
+        "metrics, and once finished where the ad was saved (output_file; download_url over HTTP), the image "
+        "URIs (adgen://jobs/<id>/final.png) and a small preview. Poll every few seconds while status is "
+        "pending or running.",
         annotations=ToolAnnotations(title="Get job status", read_only_hint=True),
     )
     async def get_status(
@@ -200,7 +360,7 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
                 st = manager.status(job_id)
         except JobNotFound as exc:
             raise ToolError(str(exc)) from None
-        return status_result(manager, st, with_preview=include_preview)
+        return status_result(manager, st, with_preview=include_preview, where=delivery_for(transport, ctx))
 
     @server.tool(
         description="Stop a job: a queued job is removed, a running one stops at the next safe point "
@@ -222,7 +382,9 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
         return FontList(fonts=list(await anyio.to_thread.run_sync(manager.list_fonts)))
 
     @server.tool(
-        description="Live CPU/RAM/GPU metrics, the active backend, worker state and loaded models.",
+        description="Server state: ok or degraded (with the fix for each problem), the input folders photos "
+        "may be read from (product_image_path), the output folder ads are saved to, whether photo URLs are "
+        "accepted, live CPU/RAM/GPU metrics, the backend, worker state and loaded models.",
         annotations=ToolAnnotations(title="System resources", read_only_hint=True),
     )
     async def get_resources() -> ResourcesResponse:
@@ -230,12 +392,9 @@ def register_tools(server: MCPServer, manager: JobManager) -> None:
 
     @server.resource(
         "adgen://jobs/{job_id}/{artifact}", name="job-artifact", mime_type="image/png",
-        description="A job's PNG images: final.png, step1.png, text.png (transparent text layer), cutout.png, "
-        "background.png, composite.png, mask.png, product.png.",
+        description="A job's files: download (the delivered ad, format as asked), final.png, step1.png, text.png "
+        "(transparent text layer), cutout.png, background.png, composite.png, mask.png, product.png, preview.jpg. "
+        f"Over HTTP, files over {_mb(MAX_INLINE_BYTES)} are refused with their download URL.",
     )
-    async def job_artifact(job_id: str, artifact: str) -> bytes:
-        path = manager.artifact(job_id, artifact)
-        if path is None or not artifact.endswith(".png"):
-            raise ValueError(f"no artifact {artifact!r} for job {job_id!r}")
-        return await anyio.Path(path).read_bytes()
-
+    async def job_artifact(job_id: str, artifact: str, ctx: Context) -> bytes:
+        return await read_artifact(manager, job_id, artifact, delivery_for(transport, ctx))
