@@ -1,41 +1,96 @@
-"""REST routes beside the MCP endpoint, over the same job manager and pydantic schemas."""
+"""REST routes beside the MCP endpoint, over the same job manager and pydantic schemas.
+
+Every route is registered with one decorator, ``@api.get(path, ...)`` or ``@api.post(path, ...)``,
+which also records what it takes and returns (see ``RestApi.route``); GET /openapi.json is built
+from that table. A route added with ``server.custom_route`` instead fails tests/test_openapi.py.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from mcp_server.openapi import openapi_document
+from mcp_server.openapi import ApiError, HttpMethod, RouteSpec, build_document, spec_for
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
-from pipeline.schemas import GenerateRequest, describe_validation
+from pipeline.schemas import (
+    FontInfo,
+    GenerateRequest,
+    HealthResponse,
+    JobAccepted,
+    ResourcesResponse,
+    StatusResponse,
+    StopResponse,
+    describe_validation,
+)
 from pipeline.jobs.store import ARTIFACTS
 
 MAX_BODY = 40 * 1024 * 1024
 DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
 
 
+JobId = Annotated[str, Field(pattern="^[0-9a-f]{32}$", description="From POST /generate.")]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return JSONResponse(ApiError(detail=detail).model_dump(), status_code=status, headers=headers)
 
 
 def _dump(model: Any) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"))
 
 
-def register_routes(server: MCPServer, manager: JobManager) -> None:
-    route = server.custom_route
+class RestApi:
+    """The REST routes of one server: registers each on its Starlette app and keeps its ``RouteSpec``."""
 
-    @route("/generate", methods=["POST"])
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self.routes: list[RouteSpec] = []
+
+    def route(self, path: str, method: HttpMethod, summary: str | None = None, **declared: Any) -> Callable[[Handler], Handler]:
+        """Register ``path`` for ``method``. The handler's docstring gives the summary (first line) and
+        description; ``declared`` is ``RouteSpec``'s: request=Model (JSON body), response=Model or
+        list[Model] (200 JSON), content=("image/png", ...) for other 200 media, responses={404: "why"}
+        or {503: ("why", Model)}, query={"name": type}, path_params={"name": type} (default str)."""
+
+        def decorator(func: Handler) -> Handler:
+            self.routes.append(spec_for(func, path, method, summary, **declared))
+            self.server.custom_route(path, methods=[method])(func)
+            return func
+
+        return decorator
+
+    def get(self, path: str, summary: str | None = None, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route(path, "GET", summary, **declared)
+
+    def post(self, path: str, summary: str | None = None, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route(path, "POST", summary, **declared)
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI document; built on first use, once every route is registered."""
+        return build_document(self.routes)
+
+
+def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
+    api = RestApi(server)
+
+    @api.post("/generate", request=GenerateRequest, response=JobAccepted, responses={
+        413: f"request body over {MAX_BODY // 2**20} MiB", 422: "a field is invalid (the reason names it)",
+        503: "the queue is full; retry after the Retry-After header's seconds"})
     async def generate(request: Request) -> Response:
+        """Start an ad generation job (non-blocking); follow it with GET /status/{job_id}"""
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
         body = await request.body()
@@ -55,8 +110,13 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
             return _error(503, str(exc), {"Retry-After": str(int(exc.retry_after) + 1)})
         return _dump(accepted)
 
-    @route("/status/{job_id}", methods=["GET"])
+    @api.get("/status/{job_id}", path_params={"job_id": JobId}, response=StatusResponse,
+             query={"images": Annotated[Literal["url", "base64"], Field(
+                 "url", description="base64: the *_result fields carry the images inline (the design doc's "
+                 "shape) instead of download URLs.")]},
+             responses={404: "no such job"})
     async def status(request: Request) -> Response:
+        """Job status, progress, ETA, metrics and result URLs"""
         job_id = request.path_params["job_id"]
         try:
             st = manager.status(job_id, results="url")
@@ -70,15 +130,18 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
                     data[key] = await anyio.to_thread.run_sync(_b64, path) if path else None
         return JSONResponse(data)
 
-    @route("/stop/{job_id}", methods=["POST"])
+    @api.post("/stop/{job_id}", path_params={"job_id": JobId}, response=StopResponse, responses={404: "no such job"})
     async def stop(request: Request) -> Response:
+        """Stop a queued or running job (a finished one is left as it is)"""
         try:
             return _dump(await manager.stop(request.path_params["job_id"]))
         except JobNotFound as exc:
             return _error(404, str(exc))
 
-    @route("/jobs/{job_id}/{artifact}", methods=["GET"])
+    @api.get("/jobs/{job_id}/{artifact}", content=tuple(dict.fromkeys(ARTIFACTS.values())), responses={404: "no such image"},
+             path_params={"job_id": JobId, "artifact": {"type": "string", "enum": list(ARTIFACTS), "description": "Which image."}})
     async def artifact(request: Request) -> Response:
+        """Download one of a job's images (final.png, step1.png, text.png, ...)"""
         name = request.path_params["artifact"]
         path = manager.artifact(request.path_params["job_id"], name)
         if path is None:
@@ -86,35 +149,44 @@ def register_routes(server: MCPServer, manager: JobManager) -> None:
         # Artifacts are written once (atomically) and never change: let browsers cache them.
         return FileResponse(path, media_type=ARTIFACTS[name], headers={"Cache-Control": "private, max-age=86400"})
 
-    @route("/jobs", methods=["GET"])
+    @api.get("/jobs", response=list[StatusResponse], responses={422: "limit is not an integer"},
+             query={"limit": Annotated[int, Field(50, description="How many (values outside 1-200 are clamped).")]})
     async def jobs(request: Request) -> Response:
+        """Recent jobs, newest first"""
         try:
             limit = max(1, min(200, int(request.query_params.get("limit", 50))))
         except ValueError:
             return _error(422, "limit must be an integer")
         return JSONResponse([s.model_dump(mode="json") for s in manager.list_jobs(limit)])
 
-    @route("/dashboard", methods=["GET"])
+    @api.get("/dashboard", content=("text/html",))
     async def dashboard(request: Request) -> Response:
+        """HTML dashboard: live jobs, progress, stage previews, metrics"""
         return HTMLResponse(DASHBOARD.read_text(encoding="utf-8"))
 
-    @route("/openapi.json", methods=["GET"])
+    @api.get("/openapi.json", content=("application/json",))
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        """This document (OpenAPI 3.1)"""
+        return JSONResponse(api.document)
 
-    @route("/health", methods=["GET"])
+    @api.get("/health", response=HealthResponse, responses={503: ("degraded: the body says what is wrong", HealthResponse)})
     async def health(request: Request) -> Response:
+        """Server, worker and GPU health (open without the token, for container health checks)"""
         h = manager.health()
         return JSONResponse(h.model_dump(mode="json"), status_code=200 if h.status == "ok" else 503)
 
-    @route("/fonts", methods=["GET"])
+    @api.get("/fonts", response=list[FontInfo])
     async def fonts(request: Request) -> Response:
+        """Fonts usable in font_family"""
         fonts = await anyio.to_thread.run_sync(manager.list_fonts)
         return JSONResponse([f.model_dump(mode="json") for f in fonts])
 
-    @route("/resources", methods=["GET"])
+    @api.get("/resources", response=ResourcesResponse)
     async def resources(request: Request) -> Response:
+        """Live CPU/RAM/GPU metrics, backend, input and output folders, model cache"""
         return _dump(manager.resources())
+
+    return api
 
 
 def _b64(path: Path) -> str:

@@ -1,79 +1,167 @@
-"""The REST API's OpenAPI document, generated from the same pydantic models the routes use."""
+"""The REST API's OpenAPI 3.1 document, generated from the route table that ``http.py`` declares.
+
+Each REST route is registered through one decorator (``RestApi.get``/``post`` in http.py) that
+records a ``RouteSpec``: path, method, summary, request and response types, other status codes.
+This module turns that table into the document, with every schema from the pydantic models
+themselves (``models_json_schema``), so the document cannot drift from the routes: a route
+registered without the decorator fails tests/test_openapi.py.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from pipeline.schemas import (
-    FontInfo,
-    GenerateRequest,
-    HealthResponse,
-    JobAccepted,
-    ResourcesResponse,
-    StatusResponse,
-    StopResponse,
-)
+from mcp_server.security import OPEN_PATHS
 
-_MODELS = (GenerateRequest, JobAccepted, StatusResponse, StopResponse, FontInfo, HealthResponse, ResourcesResponse)
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# A parameter: a Python type (Annotated with Field(description=...) for a description) or a JSON schema.
+Param = Any
+# Another response: its description (the body is an ApiError), or (description, body model).
+OtherResponse = str | tuple[str, type[BaseModel]]
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
-def _ref(model: type) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+class ApiError(BaseModel):
+    """Every REST error body: one line saying which field is wrong and what is allowed."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What one REST route takes and returns, as declared where it is registered."""
+
+    path: str
+    method: HttpMethod
+    operation_id: str
+    summary: str
+    description: str | None = None
+    request: type[BaseModel] | None = None  # JSON body
+    response: Any = None  # 200 JSON body: a model or list[model]; None with ``content`` for other media
+    content: tuple[str, ...] = ()  # media types of a non-JSON 200 body (images, HTML)
+    responses: Mapping[int, OtherResponse] = field(default_factory=dict)
+    query: Mapping[str, Param] = field(default_factory=dict)
+    path_params: Mapping[str, Param] = field(default_factory=dict)  # undeclared ones are strings
+
+    def __post_init__(self) -> None:
+        # Fail at import, where the route is declared, not when someone first fetches the document.
+        for kind, tp in (("request", self.request), ("response", self.response)):
+            if tp is not None and _model_of(tp) is None:
+                raise TypeError(f"{self.method} {self.path}: {kind} must be a pydantic model or list[model]")
+        if self.response is not None and self.content:
+            raise TypeError(f"{self.method} {self.path}: give response (JSON) or content (other media), not both")
+        unknown = set(self.path_params) - set(_PATH_PARAM.findall(self.path))
+        if unknown:
+            raise TypeError(f"{self.method} {self.path}: path_params {sorted(unknown)} are not in the path")
+
+
+def spec_for(func: Any, path: str, method: HttpMethod, summary: str | None = None, **declared: Any) -> RouteSpec:
+    """A route's spec; the summary defaults to the first line of the handler's docstring, the rest of
+    the docstring becomes the description."""
+    doc = inspect.getdoc(func) or ""
+    first, _, rest = doc.partition("\n")
+    if not (summary or first):
+        raise TypeError(f"{method} {path}: give a summary or a docstring")
+    return RouteSpec(path=path, method=method, operation_id=func.__name__, summary=summary or first,
+                     description=(doc if summary else rest.strip()) or None, **declared)
+
+
+def _model_of(tp: Any) -> type[BaseModel] | None:
+    """The model in ``Model`` or ``list[Model]``, else None."""
+    if get_origin(tp) is list:
+        (tp,) = get_args(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _param_schema(param: Param) -> dict[str, Any]:
+    return dict(param) if isinstance(param, Mapping) else TypeAdapter(param).json_schema()
+
+
+def _parameter(name: str, where: str, param: Param) -> dict[str, Any]:
+    schema = _param_schema(param)
+    out: dict[str, Any] = {"name": name, "in": where, "required": where == "path" or "default" not in schema}
+    if "description" in schema:
+        out["description"] = schema.pop("description")
+    schema.pop("title", None)
+    return {**out, "schema": schema}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERROR = _json({"type": "object", "properties": {"detail": {"type": "string"}}}, "error with a reason")
-_JOB_ID = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}]
+def build_document(routes: list[RouteSpec], title: str = "adgen REST API") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes``."""
+    # Request bodies in validation mode, responses in serialization mode; a model whose two
+    # schemas differ gets two components (Name-Input, Name-Output), which pydantic names.
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(ApiError, "serialization"): None}
+    for r in routes:
+        if r.request is not None:
+            wanted[(r.request, "validation")] = None
+        for tp in (r.response, *(o[1] for o in r.responses.values() if isinstance(o, tuple))):
+            model = _model_of(tp)
+            if model is not None:
+                wanted[(model, "serialization")] = None
+    refs, defs = models_json_schema(list(wanted), ref_template="#/components/schemas/{model}")
 
+    def body(tp: Any) -> dict[str, Any]:
+        ref = refs[(_model_of(tp), "serialization")]  # type: ignore[index]
+        return {"type": "array", "items": ref} if get_origin(tp) is list else ref
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}")
-    paths = {
-        "/generate": {"post": {
-            "summary": "Start an ad generation job (non-blocking)",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(GenerateRequest)}}},
-            "responses": {"200": _json(_ref(JobAccepted), "job accepted"), "413": _ERROR, "422": _ERROR,
-                          "503": {**_ERROR, "description": "queue full; see Retry-After"}},
-        }},
-        "/status/{job_id}": {"get": {
-            "summary": "Job status, progress, ETA, metrics and result URLs (images=base64 for inline images)",
-            "parameters": [*_JOB_ID, {"name": "images", "in": "query", "schema": {"enum": ["url", "base64"]}}],
-            "responses": {"200": _json(_ref(StatusResponse), "status"), "404": _ERROR},
-        }},
-        "/stop/{job_id}": {"post": {
-            "summary": "Stop a queued or running job", "parameters": _JOB_ID,
-            "responses": {"200": _json(_ref(StopResponse), "outcome"), "404": _ERROR},
-        }},
-        "/jobs": {"get": {
-            "summary": "Recent jobs, newest first",
-            "responses": {"200": _json({"type": "array", "items": _ref(StatusResponse)}, "jobs")},
-        }},
-        "/jobs/{job_id}/{file}": {"get": {
-            "summary": "Download a job image (final.png, step1.png, text.png, ...)",
-            "parameters": [*_JOB_ID, {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "PNG or JPEG", "content": {"image/png": {}, "image/jpeg": {}}},
-                          "404": _ERROR},
-        }},
-        "/health": {"get": {"summary": "Server, worker and GPU health",
-                            "responses": {"200": _json(_ref(HealthResponse), "healthy"),
-                                          "503": _json(_ref(HealthResponse), "degraded")}}},
-        "/fonts": {"get": {"summary": "Usable fonts",
-                           "responses": {"200": _json({"type": "array", "items": _ref(FontInfo)}, "fonts")}}},
-        "/resources": {"get": {"summary": "Live CPU/RAM/GPU metrics and model cache",
-                               "responses": {"200": _json(_ref(ResourcesResponse), "resources")}}},
-        "/dashboard": {"get": {"summary": "HTML dashboard", "responses": {"200": {"description": "HTML page"}}}},
-    }
+    error = _json(refs[(ApiError, "serialization")], "error: which field is wrong and what is allowed")
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {"operationId": r.operation_id, "summary": r.summary}
+        if r.description:
+            op["description"] = r.description
+        params = [_parameter(n, "path", r.path_params.get(n, str)) for n in _PATH_PARAM.findall(r.path)]
+        params += [_parameter(n, "query", p) for n, p in r.query.items()]
+        if params:
+            op["parameters"] = params
+        if r.request is not None:
+            op["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": refs[(r.request, "validation")]}}}
+        if r.response is not None:
+            ok = _json(body(r.response), "success")
+        elif r.content:
+            ok = {"description": "success", "content": {media: {} for media in r.content}}
+        else:
+            ok = {"description": "success"}
+        responses: dict[str, Any] = {"200": ok}
+        for code, other in sorted(r.responses.items()):
+            described, model = (other, None) if isinstance(other, str) else other
+            responses[str(code)] = {**(_json(body(model), "") if model else error), "description": described}
+        if r.path not in OPEN_PATHS:  # the bearer token is required only when the server sets ADGEN_TOKEN
+            op["security"] = [{"bearer": []}, {}]
+            responses.setdefault("401", {**error, "description": "missing or wrong bearer token (ADGEN_TOKEN set)"})
+        else:
+            op["security"] = [{}]
+        op["responses"] = responses
+        paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "adgen REST API", "version": "0.1.0",
+        "info": {"title": title, "version": _version(),
                  "description": "The REST face of the adgen MCP server (MCP itself is served at /mcp or /sse)."},
         "paths": paths,
-        "components": {"schemas": defs["$defs"]},
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Required on every route but /health when the server "
+                                           "sets ADGEN_TOKEN; the dashboard also takes ?token=."}},
+        },
     }
+
+
+def _version() -> str:
+    try:
+        return version("adgen")
+    except PackageNotFoundError:  # running from a tree that was never installed
+        return "0.0.0"
