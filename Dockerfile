@@ -23,10 +23,11 @@ ENV PYTHONUNBUFFERED=1 \
     ADGEN_CHROMIUM=/usr/lib/chromium/chromium
 
 # Debian's chromium (Playwright drives it; its own browser download is not used), fontconfig,
-# emoji and CJK fonts for the text layer, curl for the health check.
+# fallback fonts for the text layer (emoji, CJK, fonts-noto-core for Arabic, Hebrew, Thai,
+# Devanagari), curl for the health check.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        chromium=* fontconfig=* fonts-noto-cjk=* fonts-noto-color-emoji=* curl=* \
+        chromium=* fontconfig=* fonts-noto-cjk=* fonts-noto-core=* fonts-noto-color-emoji=* curl=* \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 adgen \

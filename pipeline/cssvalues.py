@@ -8,6 +8,7 @@ backslashes, comments) is refused with a message the caller can act on.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 NAMED_COLORS = frozenset(
     """black white red green blue yellow orange purple pink brown gray grey silver gold navy teal
@@ -73,6 +74,16 @@ def parse_font_family(value: str) -> list[str]:
     return names
 
 
-def css_font_stack(names: list[str]) -> str:
-    """Render validated names back to a CSS list; generic families stay unquoted."""
+def css_font_stack(names: list[str], text: str | None = None, fonts_dir: Path | None = None) -> str:
+    """Render validated names back to a CSS list; generic families stay unquoted.
+
+    With ``text`` (the copy), the list is the one to emit for it: the names, then a font that
+    really draws each script of the copy (the right CJK region first), then emoji, then the
+    generic families (``pipeline.fonts.FontCatalog.font_stack``, over the fonts fontconfig has
+    with ``fonts_dir``, by default the bundled folder, added)."""
+    if text is not None:
+        # pipeline.fonts imports this module, so it is imported when used.
+        from pipeline.fonts import shared_catalog
+
+        names = shared_catalog(fonts_dir).font_stack(names, text)
     return ", ".join(n if n.lower() in GENERIC_FAMILIES else f'"{n}"' for n in names)

@@ -184,7 +184,8 @@ def _choose_design(ctx: JobContext, svc: Services, template: Design) -> Design:
         return template
     prompt = build_prompt(
         text=r.text_content or "", style=r.html_style_prompt,
-        font_stack=css_font_stack(parse_font_family(r.font_family)), weight=r.font_weight, color=r.text_color,
+        font_stack=css_font_stack(parse_font_family(r.font_family), r.text_content or "", svc.fonts_dir),
+        weight=r.font_weight, color=r.text_color,
         size_px=template.font_px, position=r.text_position, region=template.region, width=ctx.width,
         height=ctx.height, analysis=ctx.analysis, product_bbox=ctx.product_bbox(),
     )

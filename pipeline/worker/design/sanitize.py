@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from pipeline.fonts import copy_attributes
 from pipeline.messages import MAX_ANSWER_CHARS
 
 ALLOWED_TAGS = frozenset(
@@ -202,7 +203,7 @@ def build_document(s: Sanitised, width: int, height: int, font_css: str = "") ->
     """Our own document around the sanitised parts: fixed canvas, transparent, nothing external
     (``font_css`` is ours: the embedded ``data:`` font faces)."""
     return (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<!doctype html><html{copy_attributes(s.text)}><head><meta charset=\"utf-8\">"  # dir/lang of the copy
         f"<style>{font_css}</style>"
         "<style>html, body { margin: 0; padding: 0; "
         f"width: {width}px; height: {height}px; overflow: hidden; background: transparent !important; }}"

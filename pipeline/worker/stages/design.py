@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.cssvalues import css_font_stack, is_gradient, parse_font_family
+from pipeline.fonts import copy_attributes
 from pipeline.worker.stages.analyze import REGIONS, region_bounds
 
 
@@ -134,10 +135,10 @@ html, body {{ margin: 0; width: {spec.width}px; height: {spec.height}px; backgro
 .band {{ position: absolute; left: 0; top: {y0}px; width: {spec.width}px; height: {y1 - y0}px;
   display: flex; align-items: center; justify-content: center; }}
 .copy {{ max-width: {box_w}px; text-align: center; line-height: 1.15; word-break: keep-all; text-wrap: balance; overflow-wrap: anywhere;
-  font-family: {css_font_stack(parse_font_family(spec.font_family))}, "Noto Color Emoji";
+  font-family: {css_font_stack(parse_font_family(spec.font_family), spec.text)};
   font-weight: {spec.font_weight}; font-size: {font_px}px;
   {rules}; }}
 </style></head>
-<body><div class="band"><div class="copy">{body}</div></div></body></html>
+<body><div class="band"><div class="copy"{copy_attributes(spec.text)}>{body}</div></div></body></html>
 """
     return Design(html=doc, region=region, font_px=font_px, color=color)
