@@ -154,7 +154,7 @@ async def test_stop_running_and_queued_jobs(server, product_b64: str, manager) -
         ({"product_image": "PB64", "strength": 7}, "strength"),
         ({"product_image": "PB64", "text_position": "diagonal"}, "text_position"),
         ({"product_image": "PB64", "font_family": "Comic Sans Nowhere"}, "unknown font"),
-        ({"product_image": png_b64(Image.new("RGB", (64, 64)), "GIF")}, "format GIF is not accepted"),
+        ({"product_image": png_b64(Image.new("RGB", (64, 64)), "BMP")}, "format BMP is not accepted"),
         ({"product_image_path": "/etc/passwd"}, "input folders"),
         ({"start_step": 2}, "step1_image"),
     ],
