@@ -32,6 +32,7 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types import BlobResourceContents, TextContent
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 MAX_PHOTO_BYTES = 25 * 1024 * 1024  # the server's own limit (Settings.max_image_bytes)
@@ -144,21 +145,22 @@ async def _transport(args: argparse.Namespace, stack: AsyncExitStack) -> Any:
 async def _download(url: str, path: Path) -> None:
     """Stream one file from the server (same bearer token as MCP) to ``path``, atomically."""
     tmp = path.with_name(f".{path.name}.part")
-    async with httpx2.AsyncClient(headers=_auth_headers(), timeout=httpx2.Timeout(30.0, read=300.0)) as http:
-        async with http.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise CliError(EXIT_UNREACHABLE, f"download of {url} failed: HTTP {response.status_code}")
-            with tmp.open("wb") as f:
-                async for chunk in response.aiter_bytes():
-                    f.write(chunk)
+    async with httpx2.AsyncClient(headers=_auth_headers(), timeout=httpx2.Timeout(30.0, read=300.0)) as http, \
+            http.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise CliError(EXIT_UNREACHABLE, f"download of {url} failed: HTTP {response.status_code}")
+        with tmp.open("wb") as f:
+            async for chunk in response.aiter_bytes():
+                f.write(chunk)
     os.replace(tmp, path)
 
 
 async def _read_resource(client: Client, uri: str, path: Path) -> None:
     res = await client.read_resource(uri)
     item = res.contents[0]
-    blob = getattr(item, "blob", None)
-    data = base64.b64decode(blob) if blob is not None else item.text.encode()
+    if not isinstance(item, BlobResourceContents):
+        raise CliError(EXIT_UNREACHABLE, f"{uri}: the server sent text, not the image")
+    data = base64.b64decode(item.blob)
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -183,7 +185,8 @@ async def _run_job(client: Client, arguments: dict[str, Any]) -> dict[str, Any]:
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     if result.is_error:
-        text = result.content[0].text if result.content else "the server refused the request"
+        first = result.content[0] if result.content else None
+        text = first.text if isinstance(first, TextContent) else "the server refused the request"
         raise CliError(EXIT_USAGE, text.strip().splitlines()[0][:500])
     return result.structured_content or {}
 

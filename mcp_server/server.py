@@ -7,12 +7,22 @@ from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp_types import CallToolResult, InputRequiredResult, Resource
 from pydantic import AnyUrl, ValidationError
 
 from mcp_server.http import register_routes
-from mcp_server.tools import Delivery, Transport, recent_resources, register_tools, sniff_mime
+from mcp_server.tools import (
+    Delivery,
+    Transport,
+    recent_resources,
+    register_tools,
+    sniff_mime,
+)
 from pipeline.jobs import JobManager
 from pipeline.schemas import describe_validation
 

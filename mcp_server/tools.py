@@ -32,11 +32,11 @@ from mcp_types import (
 )
 from pydantic import Field, ValidationError
 
+from pipeline.images import InputError
+from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.jobs.designers import Sampler
 from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 from pipeline.messages import DesignPrompt
-from pipeline.images import InputError
-from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.schemas import (
     TERMINAL_STATES,
     FontList,
@@ -159,7 +159,10 @@ def status_result(
     for key in ("final_result", "step1_result"):
         uri = getattr(st, key)
         if uri:
-            content.append(ResourceLink(uri=uri, name=uri.rsplit("/", 1)[-1], mime_type="image/png"))
+            name = uri.rsplit("/", 1)[-1]
+            url = where.url(f"/jobs/{st.job_id}/{name}")
+            content.append(ResourceLink(uri=uri, name=name, mime_type="image/png",
+                                        description=f"Also at {url} (HTTP GET, same token)." if url else None))
     delivered = manager.output_file(st.job_id)
     if delivered is not None:
         content.append(ResourceLink(
