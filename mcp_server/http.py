@@ -33,7 +33,7 @@ from pipeline.schemas import (
     StopResponse,
     describe_validation,
 )
-from pipeline.jobs.store import ARTIFACTS
+from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 
 MAX_BODY = 40 * 1024 * 1024
 DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
@@ -137,6 +137,20 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
             return _dump(await manager.stop(request.path_params["job_id"]))
         except JobNotFound as exc:
             return _error(404, str(exc))
+
+    # Before /jobs/{job_id}/{artifact}: Starlette takes the first matching route.
+    @api.get("/jobs/{job_id}/download", path_params={"job_id": JobId}, content=tuple(dict.fromkeys(OUTPUT_TYPES.values())),
+             responses={404: "no finished ad for this job"})
+    async def download(request: Request) -> Response:
+        """The delivered ad (format as asked) under its readable name; the final PNG if none was written."""
+        job_id = request.path_params["job_id"]
+        path = manager.output_file(job_id)
+        name = path.name if path else f"adgen-{job_id[:8]}.png"
+        path = path or manager.artifact(job_id, "final.png")
+        if path is None:
+            return _error(404, "job_id: no finished ad for this job (unknown job, not finished, or removed)")
+        return FileResponse(path, media_type=OUTPUT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+                            filename=name, headers={"Cache-Control": "private, max-age=86400"})
 
     @api.get("/jobs/{job_id}/{artifact}", content=tuple(dict.fromkeys(ARTIFACTS.values())), responses={404: "no such image"},
              path_params={"job_id": JobId, "artifact": {"type": "string", "enum": list(ARTIFACTS), "description": "Which image."}})
