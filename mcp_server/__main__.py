@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import anyio
-
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_server.security import GuardMiddleware, local_host_patterns

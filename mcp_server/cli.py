@@ -191,22 +191,29 @@ async def _run_job(client: Client, arguments: dict[str, Any]) -> dict[str, Any]:
     return result.structured_content or {}
 
 
-async def _save(client: Client, args: argparse.Namespace, status: dict[str, Any]) -> Path | None:
-    """Where the ad ends up on this machine: --out, else (HTTP) ./<server's name>, else (stdio) the server's file."""
-    job_id = status["job_id"]
+def _targets(args: argparse.Namespace, status: dict[str, Any]) -> tuple[Path | None, list[tuple[str, Path]]]:
+    """Where the ad ends up on this machine: --out, else (HTTP) ./<server's name>, else (stdio) the server's file.
+
+    Returns the file to report (None: the server's own output_file) and the (artifact, path) pairs to fetch.
+    """
     out = Path(args.out).expanduser() if args.out else None
     if out is None and not args.server and status.get("output_file") and Path(status["output_file"]).is_file():
         out_file: Path | None = None  # the local server already saved it where the person will look
     else:
         out_file = out or _default_out(status, args.format)
-    targets = []
-    if out_file is not None:
-        targets.append(("download", out_file))
+    targets = [("download", out_file)] if out_file is not None else []
     if args.step1 and status.get("step1_result"):
         base = out_file or Path(status["output_file"])
         targets.append(("step1.png", (out_file.parent if out_file else Path.cwd()) / f"{base.stem}_step1.png"))
-    for artifact, path in targets:
+    for _, path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
+    return out_file, targets
+
+
+async def _save(client: Client, args: argparse.Namespace, status: dict[str, Any]) -> Path | None:
+    job_id = status["job_id"]
+    out_file, targets = await anyio.to_thread.run_sync(_targets, args, status)
+    for artifact, path in targets:
         if args.server:  # over HTTP: a plain download, whatever the size (MCP messages stop at 1 MiB)
             parts = urlsplit(args.server)
             await _download(f"{parts.scheme}://{parts.netloc}/jobs/{job_id}/{artifact}", path)
@@ -229,7 +236,7 @@ async def generate(args: argparse.Namespace) -> int:
                 raise CliError(EXIT_JOB_FAILED, f"job {status.get('job_id')} {status.get('status')}: "
                                f"{status.get('error') or status.get('message')}")
             saved = await _save(client, args, status)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
+    except Exception as exc:  # every failure becomes one line and an exit code
         for leaf in _leaves(exc):
             if isinstance(leaf, CliError):
                 raise leaf from None

@@ -139,8 +139,8 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
             return _error(404, str(exc))
 
     # Before /jobs/{job_id}/{artifact}: Starlette takes the first matching route.
-    @api.get("/jobs/{job_id}/download", path_params={"job_id": JobId}, content=tuple(dict.fromkeys(OUTPUT_TYPES.values())),
-             responses={404: "no finished ad for this job"})
+    @api.get("/jobs/{job_id}/download", path_params={"job_id": JobId},
+             content=tuple(dict.fromkeys(OUTPUT_TYPES.values())), responses={404: "no finished ad for this job"})
     async def download(request: Request) -> Response:
         """The delivered ad (format as asked) under its readable name; the final PNG if none was written."""
         job_id = request.path_params["job_id"]

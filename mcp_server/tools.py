@@ -213,7 +213,8 @@ def recent_resources(manager: JobManager, where: Delivery) -> list[Resource]:
         http = (f" Over HTTP: {where.url(f'/jobs/{st.job_id}/final.png')}."
                 if where.http and size > MAX_INLINE_BYTES else "")
         out.append(Resource(
-            uri=st.final_result, name=f"{Path(st.output_file).stem if st.output_file else 'adgen-' + st.job_id[:8]}.png",
+            uri=st.final_result,
+            name=f"{Path(st.output_file).stem if st.output_file else 'adgen-' + st.job_id[:8]}.png",
             title=f"Ad: {copy[:60]}", mime_type="image/png", size=size,
             description=f"Final ad of job {st.job_id}, {st.parameters.get('width')}x{st.parameters.get('height')} "
             f"PNG, copy: {copy[:120]}.{saved}{http}",
@@ -310,16 +311,15 @@ The CPU draft backend takes seconds; real diffusion models take minutes.
 To re-do only the text on an earlier result, call again with start_step=2 and parent_job_id."""
 
 
-def register_tools(server: MCPServer, manager: JobManager, transport: Transport = "stdio") -> None:
-    """Register the tools and the job-file resources; ``transport`` decides how files are offered."""
-
+def _register_generate(server: MCPServer, manager: JobManager, transport: Transport) -> None:
     async def generate_ad(**kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs.pop("ctx")
         wait_s = float(kwargs.pop("wait_seconds", DEFAULT_WAIT_S))
         unknown = sorted(set(_raw_arguments(ctx)) - set(GenerateRequest.model_fields) - {"wait_seconds"})
         if unknown:  # the SDK drops them silently; an agent should learn its mistake instead
             plural = "s" if len(unknown) > 1 else ""
-            raise ToolError(f"{', '.join(unknown)[:200]}: unknown argument{plural}, not accepted (see the input schema)")
+            raise ToolError(f"{', '.join(unknown)[:200]}: unknown argument{plural}, not accepted "
+                            "(see the input schema)")
         try:
             req = GenerateRequest(**kwargs)
         except ValidationError as exc:
@@ -341,6 +341,11 @@ def register_tools(server: MCPServer, manager: JobManager, transport: Transport 
         name="generate_ad", description=GENERATE_DESCRIPTION,
         annotations=ToolAnnotations(title="Generate an ad image", read_only_hint=False, open_world_hint=False),
     )(generate_ad)
+
+
+def register_tools(server: MCPServer, manager: JobManager, transport: Transport = "stdio") -> None:
+    """Register the tools and the job-file resources; ``transport`` decides how files are offered."""
+    _register_generate(server, manager, transport)
 
     @server.tool(
         description="Status of a job from generate_ad: progress %, current stage, ETA in seconds, system "

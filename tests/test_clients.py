@@ -69,14 +69,16 @@ async def test_cli_4096_over_streamable_http(http_server_factory, tmp_path: Path
     async with httpx.AsyncClient(base_url=srv.base) as rest:
         job_id = (await rest.get("/jobs", headers=auth)).json()[0]["job_id"]
         delivered = Path((await rest.get(f"/status/{job_id}", headers=auth)).json()["output_file"])
-        assert delivered.parent == out_dir.resolve() and delivered.name.endswith(f"_4k-sale_{job_id[:8]}.png")
-        assert mine.read_bytes() == delivered.read_bytes()  # the exact file the server delivered
+        assert delivered.parent == await anyio.Path(out_dir).resolve()
+        assert delivered.name.endswith(f"_4k-sale_{job_id[:8]}.png")
+        mine_bytes = await anyio.Path(mine).read_bytes()
+        assert mine_bytes == await anyio.Path(delivered).read_bytes()  # the exact file the server delivered
 
         # The download route: token-protected like the rest, right type, a readable file name.
         assert (await rest.get(f"/jobs/{job_id}/download")).status_code == 401
         dl = await rest.get(f"/jobs/{job_id}/download", headers=auth)
         assert dl.status_code == 200 and dl.headers["content-type"] == "image/png"
-        assert delivered.name in dl.headers["content-disposition"] and dl.content == mine.read_bytes()
+        assert delivered.name in dl.headers["content-disposition"] and dl.content == mine_bytes
 
     # The SDK's own HTTP client: small tool results, large files refused with their download URL.
     async with httpx2.AsyncClient(headers=auth) as http, \
@@ -119,9 +121,9 @@ async def test_stdio_exact_bytes_small_results_and_errors(tmp_path: Path, produc
         final = data_dir / "jobs" / st["job_id"] / "final.png"
         assert final.stat().st_size * 4 / 3 > MIB  # its base64 alone is over the HTTP client's 1 MiB limit
         blob = (await client.read_resource(st["final_result"])).contents[0]
-        assert blob.mime_type == "image/png" and base64.b64decode(blob.blob) == final.read_bytes()
+        assert blob.mime_type == "image/png" and base64.b64decode(blob.blob) == await anyio.Path(final).read_bytes()
         delivered = (await client.read_resource(f"adgen://jobs/{st['job_id']}/download")).contents[0]
-        assert base64.b64decode(delivered.blob) == Path(st["output_file"]).read_bytes()
+        assert base64.b64decode(delivered.blob) == await anyio.Path(st["output_file"]).read_bytes()
         listed = [r.uri for r in (await client.list_resources()).resources]
         assert listed[0] == st["final_result"]
 
@@ -137,7 +139,8 @@ async def test_stdio_exact_bytes_small_results_and_errors(tmp_path: Path, produc
         # Type and range errors found by the SDK's own argument check: one line, no dump, no input echoed.
         cases = [
             ("generate_ad", {"product_image": product_b64, "strength": "zqx-not-a-number"}, "strength: "),
-            ("generate_ad", {"product_image": product_b64, "width": 100}, "width: should be greater than or equal to 256"),
+            ("generate_ad", {"product_image": product_b64, "width": 100},
+             "width: should be greater than or equal to 256"),
             ("generate_ad", {"product_image": product_b64, "output_format": "gif"}, "output_format: should be 'png'"),
             ("get_status", {"job_id": 12345}, "job_id: should be a valid string"),
         ]
@@ -207,9 +210,10 @@ async def test_config_is_ready_to_paste(tmp_path: Path) -> None:
     proc = adgen("config", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     entry = json.loads(proc.stdout)["mcpServers"]["adgen"]
-    command = Path(entry["command"])
-    assert command.is_absolute() and command.is_file() and os.access(command, os.X_OK)
-    assert entry["env"] == {"ADGEN_INPUT_DIRS": str(home / "Pictures"), "ADGEN_OUTPUT_DIR": str(home / "Pictures" / "adgen")}
+    command = anyio.Path(entry["command"])
+    assert command.is_absolute() and await command.is_file() and os.access(command, os.X_OK)
+    pictures = home / "Pictures"
+    assert entry["env"] == {"ADGEN_INPUT_DIRS": str(pictures), "ADGEN_OUTPUT_DIR": str(pictures / "adgen")}
     claude = next(line for line in proc.stderr.splitlines() if line.startswith("claude mcp add"))
     words = shlex.split(claude)
     assert words[words.index("--") + 1:] == [entry["command"], *entry["args"]]
