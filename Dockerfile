@@ -19,6 +19,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/data/hf \
     ADGEN_DATA_DIR=/data/adgen \
+    ADGEN_OUTPUT_DIR=/data/out \
     ADGEN_BACKEND=auto \
     ADGEN_CHROMIUM=/usr/lib/chromium/chromium
 
@@ -31,7 +32,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 adgen \
-    && mkdir -p /data/hf /data/adgen \
+    && mkdir -p /data/hf /data/adgen /data/out \
     && chown -R adgen:adgen /data
 
 WORKDIR /app
