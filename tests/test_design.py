@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 from mcp import Client
@@ -22,14 +21,15 @@ from PIL import Image
 
 from mcp_server.server import build_server
 from pipeline.config import BUNDLED_FONTS_DIR, Settings
-from pipeline.worker.design.fontembed import font_face_css
-from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.fonts import FontCatalog
 from pipeline.jobs import JobManager
 from pipeline.schemas import GenerateRequest
+from pipeline.worker.design.fontembed import font_face_css
+from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.worker.render.browser import NavigationRefused, TextRenderer
-from pipeline.worker.steps import covers
 from pipeline.worker.stages.design import DesignSpec, design_template
+from pipeline.worker.steps import covers
+from tests.helpers import wait_for_job
 
 COPY = "LLM 세일"
 GREEN_HTML = f"""<!doctype html><html><head><style>
@@ -286,9 +286,7 @@ async def test_local_small_llm_designer_is_a_real_fallback(tmp_path: Path, produ
     async with JobManager(Settings(data_dir=tmp_path / "d", local_llm="smollm2", local_llm_max_new_tokens=160)) as m:
         assert await m.wait_ready()
         job = await m.submit(GenerateRequest(product_image=product_b64, text_content=COPY, width=512, height=512))
-        with anyio.fail_after(240):
-            while m.status(job.job_id).status not in ("completed", "failed"):
-                await m.wait_for_change(job.job_id, 0.5)
+        await wait_for_job(m, job.job_id, {"completed", "failed"}, timeout=240)
         st = m.status(job.job_id)
         assert st.status == "completed", st.error
         assert m.resources().models["local_llm"]["loaded"]

@@ -12,6 +12,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.jobs import Job, JobManager, QueueFull
 from pipeline.schemas import GenerateRequest
+from tests.helpers import wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -20,11 +21,6 @@ def _req(product_b64: str, copy: str = "copy", **kw) -> GenerateRequest:
     return GenerateRequest(product_image=product_b64, text_content=copy, **kw)
 
 
-async def _wait_status(m: JobManager, job_id: str, states: set[str], timeout: float = 30) -> str:
-    with anyio.fail_after(timeout):
-        while (s := m.status(job_id, with_metrics=False).status) not in states:
-            await m.wait_for_change(job_id, 0.2)
-    return s
 
 
 def _group_gone(pgid: int) -> bool:
@@ -40,20 +36,16 @@ async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: 
         assert await m.wait_ready()
         old_pid = m.worker.handle.pid
         job = await m.submit(_req(product_b64))
-        with anyio.fail_after(20):
-            while m.jobs[job.job_id].stage is None:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: m.jobs[job.job_id].stage, 20, "the job's first stage")
         os.kill(old_pid, signal.SIGKILL)
         # Noticed without waiting for a timeout (bench/run.py measures how fast; here a deadline only).
-        assert await _wait_status(m, job.job_id, {"failed", "completed"}, timeout=10) == "failed"
+        assert await wait_for_job(m, job.job_id, {"failed", "completed"}, timeout=10) == "failed"
         st = m.status(job.job_id)
         assert "worker process died" in st.error and "SIGKILL" in st.error
         # The browser that worker owned went with it; a fresh worker runs the next job.
-        with anyio.fail_after(5):
-            while not _group_gone(old_pid):
-                await anyio.sleep(0.1)
+        await wait_until(lambda: _group_gone(old_pid), 5, "the dead worker's process group to go")
         nxt = await m.submit(_req(product_b64, "after the crash"))
-        assert await _wait_status(m, nxt.job_id, {"completed", "failed"}) == "completed"
+        assert await wait_for_job(m, nxt.job_id, {"completed", "failed"}) == "completed"
         assert m.worker.handle.pid != old_pid and m.worker.restarts == 1
 
 
@@ -63,14 +55,12 @@ async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: s
         assert await m.wait_ready()
         old = m.worker.handle.process
         job = await m.submit(_req(product_b64))
-        with anyio.fail_after(20):
-            while m.jobs[job.job_id].stage is None:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: m.jobs[job.job_id].stage, 20, "the job's first stage")
         res = await m.stop(job.job_id)
         assert res.status == "stopped" and "grace period" in m.jobs[job.job_id].error
         assert not old.is_alive() and old.exitcode is not None  # reaped, not a zombie
         nxt = await m.submit(_req(product_b64, "next"))
-        assert await _wait_status(m, nxt.job_id, {"completed", "failed"}) == "completed"
+        assert await wait_for_job(m, nxt.job_id, {"completed", "failed"}) == "completed"
         # Late events of the killed job never relabel it.
         assert m.status(job.job_id).status == "stopped"
 
@@ -79,7 +69,7 @@ async def test_restart_serves_finished_jobs_and_fails_interrupted_ones(settings:
     async with JobManager(settings) as m:
         assert await m.wait_ready()
         done = await m.submit(_req(product_b64))
-        await _wait_status(m, done.job_id, {"completed"})
+        await wait_for_job(m, done.job_id, {"completed"})
         before = m.status(done.job_id)
     # Fake a job that was running when the server died.
     interrupted = Job(id="f" * 32, params={}, width=1024, height=1024, backend="draft", seed=1,
@@ -112,7 +102,7 @@ async def test_queue_bound_keeps_order_and_refuses_clearly(tmp_path, product_b64
         positions = [m.status(j).queue_position for j in accepted[1:]]
         assert positions == list(range(15))
         for j in accepted:
-            assert await _wait_status(m, j, {"completed", "failed", "stopped"}, timeout=120) == "completed"
+            assert await wait_for_job(m, j, {"completed", "failed", "stopped"}, timeout=120) == "completed"
         started = sorted(accepted, key=lambda j: m.jobs[j].started_at)
         assert started == accepted  # FIFO: jobs started in the order they were accepted, none lost
 
@@ -155,4 +145,4 @@ async def test_concurrent_submissions_respect_the_bound(tmp_path, product_b64: s
         assert len(accepted) == 5 and len(refused) == 7
         assert len([d for d in m.store.root.iterdir()]) == 5  # refused jobs leave no folder behind
         for job_id in accepted:
-            assert await _wait_status(m, job_id, {"completed", "failed"}, timeout=60) == "completed"
+            assert await wait_for_job(m, job_id, {"completed", "failed"}, timeout=60) == "completed"

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import anyio
 import cv2
 import numpy as np
 import pytest
@@ -45,6 +44,7 @@ from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.sanitize import build_document, sanitize_html
 from pipeline.worker.render.browser import TextRenderer
 from pipeline.worker.stages.design import DesignSpec, design_template
+from tests.helpers import wait_for_job
 
 from .conftest import ARTIFACTS, EXAMPLE
 
@@ -362,9 +362,7 @@ async def test_japanese_job_renders_its_copy(tmp_path: Path) -> None:
     async with JobManager(Settings(data_dir=tmp_path / "data")) as m:
         assert await m.wait_ready()
         job = await m.submit(GenerateRequest(product_image=product, text_content=text, width=512, height=512))
-        with anyio.fail_after(120):
-            while m.status(job.job_id, with_metrics=False).status not in ("completed", "failed"):
-                await m.wait_for_change(job.job_id, 0.5)
+        await wait_for_job(m, job.job_id, {"completed", "failed"}, timeout=120)
         st = m.status(job.job_id)
         assert st.status == "completed", st.error
         job_dir = m.store.job_dir(job.job_id)

@@ -15,6 +15,7 @@ from mcp import Client
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
 from pipeline.schemas import GenerateRequest
+from tests.helpers import wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -27,10 +28,7 @@ def _chromium_pids(worker_pid: int) -> list[int]:
 
 
 async def _done(m: JobManager, job_id: str) -> str:
-    with anyio.fail_after(60):
-        while (s := m.status(job_id, with_metrics=False).status) not in ("completed", "failed", "stopped"):
-            await m.wait_for_change(job_id, 0.2)
-    return s
+    return await wait_for_job(m, job_id)
 
 
 async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: str) -> None:
@@ -119,13 +117,16 @@ async def test_loopback_bind_and_dns_rebinding_protection(http_server_factory) -
 async def test_killed_server_leaves_no_worker_or_browser_behind(http_server_factory) -> None:
     srv = http_server_factory("streamable-http")
     server = psutil.Process(srv.proc.pid)
-    with anyio.fail_after(30):  # the worker warms its browser up after /health first answers
-        while True:
-            family = server.children(recursive=True)
-            if any("chrom" in p.name().lower() for p in family):
-                break
-            await anyio.sleep(0.2)
+
+    def family_with_browser() -> list[psutil.Process] | None:
+        family = server.children(recursive=True)
+        return family if any("chrom" in p.name().lower() for p in family) else None
+
+    # The worker warms its browser up after /health first answers.
+    family = await wait_until(family_with_browser, 30, "the worker's browser to start", interval=0.2)
     server.kill()  # no clean shutdown at all
-    with anyio.fail_after(15):
-        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family):
-            await anyio.sleep(0.2)
+
+    def all_gone() -> bool:
+        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+
+    await wait_until(all_gone, 15, "the worker and its browser to exit", interval=0.2)

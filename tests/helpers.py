@@ -1,0 +1,58 @@
+"""Waiting in tests: one helper that polls a condition and fails with a message on timeout.
+
+Deadlines here only catch hangs; they are never performance claims (benchmarks hold timings).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from pipeline.jobs import JobManager
+
+T = TypeVar("T")
+TERMINAL = frozenset({"completed", "failed", "stopped"})
+
+
+async def wait_until(
+    condition: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = 0.05
+) -> T:
+    """Poll ``condition`` (sync or async) until it returns something truthy; return that value."""
+    deadline = anyio.current_time() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if anyio.current_time() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await anyio.sleep(interval)
+
+
+def wait_until_sync(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """The same for plain (non-async) tests and fixtures."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+async def wait_for_job(m: JobManager, job_id: str, states: frozenset[str] | set[str] = TERMINAL,
+                       timeout: float = 60) -> str:
+    """Wait (on the job's change events, not a busy loop) until the job reaches one of ``states``."""
+    async def reached() -> str | None:
+        status = m.status(job_id, with_metrics=False).status
+        if status in states:
+            return status
+        await m.wait_for_change(job_id, 0.2)
+        return None
+
+    return await wait_until(reached, timeout, f"job {job_id} to reach {sorted(states)}", interval=0)
