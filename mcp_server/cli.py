@@ -50,9 +50,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
+_last_logged: list[str] = []
+
+
 def _bar(progress: float, message: str | None) -> None:
     if not sys.stderr.isatty():
-        return  # a log file gets no carriage-return animation
+        # A log file gets no carriage-return animation: one line whenever the stage changes.
+        stage = (message or "").split(" (")[0]
+        if not _last_logged or _last_logged[-1] != stage or progress >= 100:
+            _last_logged.append(stage)
+            sys.stderr.write(f"{progress:5.1f}%  {(message or '')[:80]}\n")
+        return
     width = 30
     filled = int(width * progress / 100)
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {progress:5.1f}%  {(message or '')[:60]:<60}"

@@ -81,7 +81,10 @@ def test_dockerfile_in_step_with_pyproject() -> None:
 def test_mcp_json_is_claude_desktop_format() -> None:
     cfg = json.loads((REPO / "mcp.json").read_text())
     server = cfg["mcpServers"]["adgen"]
-    assert server["command"].endswith("adgen-mcp") and server["args"][:2] == ["--transport", "stdio"]
+    # An absolute launcher (clients spawn it from any folder) that execs adgen-mcp over stdio;
+    # tests/test_clients.py starts the server with exactly this command from another folder.
+    assert Path(server["command"]).is_absolute() and server["args"][0] == "-c"
+    assert "adgen-mcp" in server["args"][1] and "--transport stdio" in server["args"][1]
 
 
 @pytest.mark.slow
@@ -89,7 +92,7 @@ def test_adgen_cli_starts_a_server_or_uses_a_running_one(tmp_path: Path, http_se
     cli = str(Path(sys.executable).parent / "adgen")
     photo = str(REPO / "examples" / "product.jpg")
     out = tmp_path / "ad.png"
-    run = subprocess.run([cli, "generate", photo, "--text", "CLI 광고", "--seed", "4", "--out", str(out),
+    run = subprocess.run([cli, "generate", photo, "--text", "CLI 광고", "--seed", "4", "--out", str(out), "--step1",
                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "100.0%" in run.stderr and out.stat().st_size > 50_000
