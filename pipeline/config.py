@@ -118,17 +118,43 @@ class Settings(BaseSettings):
                                  description="Longest wait for an LLM designer's answer.")
     # ---- model stages (diffusion backend) ----
     device: Literal["auto", "cuda", "cpu"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Compute dtype of every model and derived pipeline: auto = bfloat16 on CUDA, float32 on CPU."
+    )
+    warmup: bool | None = Field(
+        None, description="Load the configured models right after the worker starts; None = on when CUDA is present."
+    )
+    # Revisions: None = the commit a public source pins for the default model (docs/models.md), else "main".
     flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hugging Face id or local folder.")
+    flux_revision: str | None = Field(None, description="Hub branch, tag or commit of flux_model.")
     flux_profile: Literal["auto", "dev", "schnell"] = Field("auto", description="Step/guidance defaults.")
     flux_steps: int | None = Field(None, ge=1, le=200, description="Override the profile's step count.")
     true_cfg_scale: float = Field(
         1.0, ge=1.0, le=20.0, description="> 1 enables FLUX true CFG, which is what makes negative prompts work."
     )
-    seg_model: str = "ZhengPeng7/BiRefNet"
-    seg_input_size: int = Field(1024, ge=64, le=2048)
+    segmenter: Literal["sam-hq", "birefnet-onnx"] = Field(
+        "sam-hq", description="sam-hq: SAM-HQ box-prompted mask + ViTMatte edges (transformers' own classes); "
+        "birefnet-onnx: BiRefNet as an ONNX graph run by onnxruntime (opt-in, extra 'birefnet')."
+    )
+    seg_model: str = Field("syscv-community/sam-hq-vit-huge", description="SAM-HQ checkpoint (id or folder).")
+    seg_revision: str | None = None
+    matting_model: str | None = Field(
+        "hustvl/vitmatte-base-composition-1k", description="ViTMatte checkpoint for soft edges; empty = SAM-HQ's edges."
+    )
+    matting_revision: str | None = None
+    matting_max_side: int = Field(1024, ge=64, le=4096, description="Longest side the matting model sees.")
+    birefnet_onnx: str = Field("onnx-community/BiRefNet-ONNX", description="Hub id or folder holding the ONNX graph.")
+    birefnet_onnx_file: str | None = Field(
+        None, description="Graph inside it; None = onnx/model_fp16.onnx on CUDA, onnx/model.onnx on CPU."
+    )
+    birefnet_onnx_revision: str | None = None
+    seg_input_size: int = Field(1024, ge=64, le=2048, description="BiRefNet's square input side.")
     vlm_model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    vlm_revision: str | None = None
     vlm_max_pixels: int = Field(512 * 28 * 28, ge=4 * 28 * 28)
-    vlm_max_new_tokens: int = Field(96, ge=1, le=1024)
+    vlm_max_new_tokens: int = Field(
+        384, ge=1, le=2048, description="One JSON answer with four sentences-long fields needs ~200-300 tokens."
+    )
     vram_budget_gb: float | None = Field(None, ge=0, description="Model cache budget; None = free VRAM minus reserve.")
     vram_reserve_gb: float = Field(2.0, ge=0)
     offline: bool = Field(False, validation_alias=AliasChoices("ADGEN_OFFLINE", "HF_HUB_OFFLINE"),

@@ -25,6 +25,9 @@ from pipeline.jobs import JobManager
 
 # Tests never reach the Hugging Face hub: every model they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# ...and they find them in a throwaway Hugging Face cache in hub layout (tests/tiny_models/hub.py), never the
+# tester's own cache. Set before anything imports huggingface_hub (it reads the variable at import).
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="adgen-test-hf-")
 # Delivered ads go to a throwaway folder, never the tester's Pictures (servers started by tests inherit it).
 os.environ.setdefault("ADGEN_OUTPUT_DIR", tempfile.mkdtemp(prefix="adgen-test-out-"))
 
@@ -152,3 +155,12 @@ def http_server_factory(tmp_path: Path) -> Iterator:
     yield start
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_hub() -> dict[str, str]:
+    """The tiny models of the diffusion backend, built once per session into the test HF cache: role -> hub id."""
+    pytest.importorskip("diffusers", reason="model stages need the [models] extra")
+    from tests.tiny_models.hub import build_all
+
+    return build_all(Path(os.environ["HF_HUB_CACHE"]))

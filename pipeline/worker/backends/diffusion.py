@@ -1,13 +1,17 @@
-"""The model backend: BiRefNet segmentation, FLUX text-to-image and img2img, Qwen2-VL analysis.
+"""The model backend: SAM-HQ + ViTMatte segmentation, FLUX text-to-image and img2img, a VLM's analysis.
 
-Models come from the one loader and live in the VRAM-budgeted cache. Denoising loops report
-every step through ``callback_on_step_end`` (which is also where a stop request lands), and
+Models come from the one loader, in the dtype and placement of the memory plan, and live in
+the model cache. Denoising loops report every step through ``callback_on_step_end``; a stop
+request ends the loop through diffusers' own ``pipe._interrupt`` (so the pipeline still runs
+its clean-up, which re-arms offload hooks) and is raised once the pipeline has returned.
 CUDA out-of-memory errors are retried twice after freeing memory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,16 +20,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline import registry
+from pipeline.config import Settings
 from pipeline.worker.backends.base import StepCallback
 from pipeline.worker.errors import FatalDeviceError, UserFacingError
 from pipeline.worker.hooks import WorkerHooks
-from pipeline import registry
-from pipeline.config import Settings
 from pipeline.worker.models import loader
 from pipeline.worker.models.cache import ModelCache, flush_gpu
+from pipeline.worker.models.memory import GiB, MemoryPlan
 from pipeline.worker.stages.analyze import analyze_draft
+from pipeline.worker.stages.cutout import CutoutResult, cut_out, fill_holes
 from pipeline.worker.stages.refine import harmonise
-from pipeline.worker.stages.cutout import CutoutResult, fill_holes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,22 +38,48 @@ T = TypeVar("T")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 OOM_RETRIES = 2
-
-# The design doc's four questions (section 8.3).
-VLM_QUESTIONS = {
-    "spatial": "Describe the spatial layout: where the product is and where there is empty space for text.",
-    "color_material": "Describe the dominant colours and the materials and textures you see.",
-    "lighting_mood": "Describe the lighting (direction, softness, time of day) and the mood.",
-    "overall": "Describe the whole scene in one sentence.",
+LOADERS: dict[str, Callable[[Settings, MemoryPlan], Any]] = {
+    "flux": loader.load_flux, "segmenter": loader.load_segmenter, "vlm": loader.load_vlm,
 }
+
+# The design doc's four questions (section 8.3), asked at once for one JSON answer.
+ANALYSIS_KEYS = ("spatial", "color_material", "lighting_mood", "overall")
+ANALYSIS_PROMPT = (
+    "Look at this advertising image and answer with one JSON object and nothing else. It must have exactly "
+    "these four keys, each value one or two complete English sentences:\n"
+    '"spatial": where the product is and where there is empty space for text;\n'
+    '"color_material": the dominant colours and the materials and textures;\n'
+    '"lighting_mood": the lighting (direction, softness, time of day) and the mood;\n'
+    '"overall": the whole scene in one sentence.'
+)
+ANALYSIS_RETRY = (
+    ANALYSIS_PROMPT + "\nYour previous answer was not such a JSON object. Reply with only the JSON object, "
+    'starting with {"spatial": and ending with }.'
+)
 
 
 _POISON = ("illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address")
 
 
+def flux_size(width: int, height: int) -> tuple[int, int]:
+    """The nearest size FLUX can generate (multiples of 16: 8x VAE downsampling, then 2x2 patches);
+    the result is resized to the exact requested size afterwards."""
+    return max(16, round(width / 16) * 16), max(16, round(height / 16) * 16)
+
+
+def _exact(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
 def is_poisoned(exc: BaseException) -> bool:
     """Errors after which every later CUDA call fails too (the context is lost)."""
     return isinstance(exc, RuntimeError) and any(k in str(exc).lower() for k in _POISON)
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """The denoising steps FluxImg2ImgPipeline really runs (its ``get_timesteps``): 17 of 28 at 0.6."""
+    init = min(steps * strength, steps)
+    return steps - int(max(steps - init, 0))
 
 
 def mask_confidence(prob: np.ndarray) -> float:
@@ -64,6 +95,77 @@ def mask_confidence(prob: np.ndarray) -> float:
     return round(float(np.clip(1.0 - 2.0 * undecided, 0.0, 1.0)), 4)
 
 
+def salient_box(rgb: Image.Image) -> tuple[list[float], np.ndarray]:
+    """The box that prompts SAM-HQ: the classical cut-out's mask bounds, padded by 2% (the middle
+    90% of the photo when it finds nothing), and that mask."""
+    w, h = rgb.size
+    mask = cut_out(rgb).mask
+    ys, xs = np.nonzero(mask > 127)
+    if len(xs) == 0 or (len(xs) > 0.97 * w * h):
+        return [0.05 * w, 0.05 * h, 0.95 * w, 0.95 * h], mask
+    pad = 0.02 * max(w, h)
+    return [max(0.0, xs.min() - pad), max(0.0, ys.min() - pad), min(w - 1.0, xs.max() + pad),
+            min(h - 1.0, ys.max() + pad)], mask
+
+
+def trimap(mask: np.ndarray, band: int) -> np.ndarray:
+    """255 sure product, 0 sure background, 128 the band around the edge ViTMatte decides."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    solid = mask.astype(np.uint8)
+    out = np.full(mask.shape, 128, np.uint8)
+    out[cv2.erode(solid, k) > 0] = 255
+    out[cv2.dilate(solid, k) == 0] = 0
+    return out
+
+
+def parse_analysis(text: str) -> dict[str, str] | None:
+    """The four keys from a VLM's answer, or None unless it is that JSON object with whole sentences."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    out = {}
+    for key in ANALYSIS_KEYS:
+        value = data.get(key)
+        if not isinstance(value, str):
+            return None
+        value = " ".join(value.split())[:800]
+        # A whole sentence: a few words, ending like one (a cut-off answer would not reach the brace anyway).
+        if len(value.split()) < 3 or not re.search(r"[.!?]['\")\]]?$", value):
+            return None
+        out[key] = value
+    return out
+
+
+class _StepReporter:
+    """``callback_on_step_end`` that reports progress; when ``on_step`` raises (a stop request), it ends
+    the denoising loop through ``pipe._interrupt`` and keeps the exception to raise after the call."""
+
+    def __init__(self, label: str, total: int, on_step: StepCallback) -> None:
+        self.label, self.total, self.on_step = label, total, on_step
+        self.error: BaseException | None = None
+        self.calls = 0
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        self.calls += 1
+        try:
+            self.on_step(min(1.0, (step + 1) / self.total), f"{self.label} ({step + 1}/{self.total})")
+        except Exception as exc:
+            self.error = exc
+            pipe._interrupt = True
+        return kwargs
+
+    def raise_if_stopped(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 class DiffusionBackend:
     name = "diffusion"
 
@@ -71,13 +173,51 @@ class DiffusionBackend:
         self.settings = settings
         self.hooks = hooks or WorkerHooks()
         self.device = loader.resolve_device(settings)
+        self.dtype = loader.resolve_dtype(settings, self.device)
         budget_gb = loader.memory_budget_gb(settings, self.device)
-        self.plan = loader.plan_precision(self.device, budget_gb)
-        self.cache = ModelCache(int(budget_gb * 2**30))
+        self.cache = ModelCache(int(budget_gb * GiB), self.device)
         self.profile, self.steps, self.default_guidance = loader.flux_profile(settings)
         self.oom_retries_used = 0
-        log.info("diffusion backend on %s: %s (FLUX profile %s, %d steps)", self.device, self.plan.reason,
-                 self.profile, self.steps)
+        self.plan: MemoryPlan | None = None
+        self.problem: str | None = None
+        self._plan_now()
+        log.info("diffusion backend on %s in %s (FLUX profile %s, %d steps)", self.device,
+                 str(self.dtype).removeprefix("torch."), self.profile, self.steps)
+
+    # ---- plan --------------------------------------------------------------------------
+    def _plan_now(self) -> None:
+        try:
+            self.plan = loader.plan_for(self.settings, self.device)
+            self.problem = self.plan.refusal and f"the configured models do not fit this machine: {self.plan.refusal}"
+            log.info("memory plan: %s", self.plan.summary())
+        except UserFacingError as exc:  # a model not downloaded yet: the worker still serves draft jobs
+            self.plan, self.problem = None, str(exc)
+            log.error("no memory plan: %s", exc)
+
+    def _require_plan(self) -> MemoryPlan:
+        if self.plan is None:
+            self._plan_now()  # the model may have been downloaded since
+        if self.problem is not None or self.plan is None:
+            raise UserFacingError(self.problem or "no memory plan")
+        return self.plan
+
+    def _get(self, key: str) -> Any:
+        plan = self._require_plan()
+        return self.cache.get(key, lambda: LOADERS[key](self.settings, plan), keep=plan.keeps(key))
+
+    def warmup_pending(self) -> list[str]:
+        """Models the plan keeps resident that are not loaded yet (loaded one by one while idle)."""
+        if self.plan is None or self.problem is not None:
+            return []
+        return [k for k in self.plan.resident if k in LOADERS and k not in self.cache]
+
+    def warm_one(self) -> str | None:
+        pending = self.warmup_pending()
+        if not pending:
+            return None
+        self._get(pending[0])
+        log.info("warm start: %s loaded", pending[0])
+        return pending[0]
 
     # ---- helpers -----------------------------------------------------------------------
     def _with_oom_retry(self, spec: registry.StageSpec, keep: str, fn: Callable[[], T]) -> T:
@@ -87,33 +227,26 @@ class DiffusionBackend:
                 self.hooks.model_call(spec.key)
                 return fn()
             except torch.cuda.OutOfMemoryError as exc:
-                log.warning("%s: CUDA out of memory (attempt %d/%d): %s", stage, attempt + 1, OOM_RETRIES + 1, exc)
-                if attempt == OOM_RETRIES:
-                    raise UserFacingError(
-                        f"{stage}: out of GPU memory after {OOM_RETRIES} retries; try a smaller canvas or "
-                        "lower the VRAM budget so models are offloaded"
-                    ) from exc
-                self.oom_retries_used += 1
-                self.cache.evict_all(keep=keep)  # each eviction flushes; flush once more for what
-                flush_gpu()  # the failed attempt itself left in the allocator
+                message = (str(exc).strip().splitlines() or ["CUDA out of memory"])[0][:200]
             except RuntimeError as exc:
                 if is_poisoned(exc):
                     raise FatalDeviceError(f"{stage}: {exc}") from exc
                 raise
+            # Out of the handler now: the exception, its traceback and the failed attempt's frames (holding
+            # its tensors) are released, so the eviction and flush below can give that memory back.
+            log.warning("%s: CUDA out of memory (attempt %d/%d): %s", stage, attempt + 1, OOM_RETRIES + 1, message)
+            if attempt == OOM_RETRIES:
+                raise UserFacingError(
+                    f"{stage}: out of GPU memory after {OOM_RETRIES} retries; try a smaller canvas or "
+                    "lower the VRAM budget so models are offloaded"
+                )
+            self.oom_retries_used += 1
+            self.cache.evict_all(keep=keep)  # each eviction flushes; flush once more for what
+            flush_gpu()  # the failed attempt itself left in the allocator
         raise AssertionError("unreachable")
-
-    def _flux(self) -> Any:
-        return self.cache.get("flux", lambda: loader.load_flux(self.settings, self.plan))
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(seed)
-
-    def _step_callback(self, label: str, steps: int, on_step: StepCallback) -> Callable[..., dict]:
-        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
-            on_step((step + 1) / steps, f"{label} ({step + 1}/{steps})")  # raises when a stop is requested
-            return kwargs
-
-        return callback
 
     def _cfg(self, negative: str) -> dict[str, Any]:
         # FLUX ignores negative prompts unless true CFG is on (true_cfg_scale > 1), which doubles the compute.
@@ -123,65 +256,134 @@ class DiffusionBackend:
 
     # ---- stages ------------------------------------------------------------------------
     def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
+        self._require_plan()
+
         def run() -> CutoutResult:
-            model = self.cache.get("segmenter", lambda: loader.load_segmenter(self.settings, self.plan))
-            on_step(0.3, "segmentation (BiRefNet)")
-            size = self.settings.seg_input_size
-            rgb = photo.convert("RGB")
-            x = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255.0
-            x = (x - IMAGENET_MEAN) / IMAGENET_STD
-            param = next(model.parameters())
-            tensor = torch.from_numpy(x.transpose(2, 0, 1))[None].to(param.device, param.dtype)
-            with torch.inference_mode():
-                pred = model(tensor)[-1].sigmoid()[0, 0].float().cpu().numpy()
+            models = self._get("segmenter")
+            if isinstance(models, loader.OnnxSegmenter):
+                result = self._segment_onnx(models, photo, on_step)
+            else:
+                result = self._segment_sam(models, photo, on_step)
             self.cache.release("segmenter")
-            mask = cv2.resize(pred, rgb.size, interpolation=cv2.INTER_LINEAR)
-            # Clean edges: drop faint speckle, fill enclosed holes, keep the soft boundary.
-            solid = fill_holes(((mask > 0.5) * 255).astype(np.uint8))
-            soft = np.where(solid > 0, np.maximum(mask, 0.5), np.where(mask > 0.15, mask, 0))
-            return CutoutResult((np.clip(soft, 0, 1) * 255).astype(np.uint8), mask_confidence(mask), "segmenter")
+            return result
 
         return self._with_oom_retry(registry.SEGMENT, "segmenter", run)
+
+    def _segment_sam(self, models: loader.SegmenterModels, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
+        rgb = photo.convert("RGB")
+        w, h = rgb.size
+        on_step(0.1, "segmentation (salient box)")
+        box, classical = salient_box(rgb)
+        on_step(0.3, "segmentation (SAM-HQ)")
+        param = next(models.sam.parameters())
+        inputs = models.sam_processor(images=rgb, input_boxes=[[box]], return_tensors="pt")
+        with torch.inference_mode():
+            out = models.sam(pixel_values=inputs["pixel_values"].to(param.device, param.dtype),
+                             input_boxes=inputs["input_boxes"].to(param.device, torch.float32),
+                             multimask_output=False)
+        logits = models.sam_processor.image_processor.post_process_masks(
+            out.pred_masks.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"], binarize=False,
+        )[0][0, 0].numpy()
+        prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+        predicted_iou = float(out.iou_scores.float().flatten()[0].clamp(0, 1))
+        hard = fill_holes(((prob > 0.5) * 255).astype(np.uint8)) > 0
+        alpha = prob
+        if models.matte is not None and hard.any():
+            on_step(0.6, "segmentation (ViTMatte edges)")
+            alpha = self._matte(models, rgb, hard)
+        solid = fill_holes(((alpha > 0.5) * 255).astype(np.uint8))
+        soft = np.where(solid > 0, np.maximum(alpha, 0.5), np.where(alpha > 0.05, alpha, 0))
+        decided = mask_confidence(alpha)
+        agreement = float((hard & (classical > 127)).sum() / max(1, (hard | (classical > 127)).sum()))
+        # Uncalibrated until measured on real weights: trust the weaker of SAM-HQ's own IoU estimate and
+        # how decided the matte is.
+        confidence = round(min(predicted_iou, decided), 4)
+        return CutoutResult((np.clip(soft, 0, 1) * 255).astype(np.uint8), confidence, "sam-hq+vitmatte"
+                            if models.matte is not None else "sam-hq",
+                            components={"predicted_iou": round(predicted_iou, 4), "decided": decided,
+                                        "classical_agreement": round(agreement, 4)})
+
+    def _matte(self, models: loader.SegmenterModels, rgb: Image.Image, hard: np.ndarray) -> np.ndarray:
+        """Alpha from ViTMatte in the band around SAM-HQ's edge; solid inside, clear outside."""
+        w, h = rgb.size
+        tri = trimap(hard, max(3, round(0.012 * max(w, h))))
+        scale = min(1.0, self.settings.matting_max_side / max(w, h))
+        sw, sh = max(32, round(w * scale)), max(32, round(h * scale))
+        small = rgb.resize((sw, sh), Image.Resampling.BILINEAR) if scale < 1 else rgb
+        small_tri = cv2.resize(tri, (sw, sh), interpolation=cv2.INTER_NEAREST) if scale < 1 else tri
+        param = next(models.matte.parameters())
+        inputs = models.matte_processor(images=small, trimaps=Image.fromarray(small_tri), return_tensors="pt")
+        with torch.inference_mode():
+            alphas = models.matte(pixel_values=inputs["pixel_values"].to(param.device, param.dtype)).alphas
+        alpha = alphas[0, 0, :sh, :sw].float().cpu().numpy()
+        if scale < 1:
+            alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.where(tri == 255, 1.0, np.where(tri == 0, 0.0, np.clip(alpha, 0, 1))).astype(np.float32)
+
+    def _segment_onnx(self, models: loader.OnnxSegmenter, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
+        on_step(0.3, "segmentation (BiRefNet, ONNX)")
+        rgb = photo.convert("RGB")
+        size = self.settings.seg_input_size
+        x = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255.0
+        x = ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None]
+        feed = models.session.get_inputs()[0]
+        x = x.astype(np.float16 if "float16" in feed.type else np.float32)
+        pred = np.asarray(models.session.run(None, {feed.name: x})[-1], np.float32)[0, 0]
+        if pred.min() < 0.0 or pred.max() > 1.0:  # a graph that ends in logits rather than its sigmoid
+            pred = 1.0 / (1.0 + np.exp(-np.clip(pred, -30, 30)))
+        mask = cv2.resize(pred, rgb.size, interpolation=cv2.INTER_LINEAR)
+        solid = fill_holes(((mask > 0.5) * 255).astype(np.uint8))
+        soft = np.where(solid > 0, np.maximum(mask, 0.5), np.where(mask > 0.15, mask, 0))
+        return CutoutResult((np.clip(soft, 0, 1) * 255).astype(np.uint8), mask_confidence(mask), "birefnet-onnx")
 
     def background(
         self, prompt: str, negative: str, width: int, height: int, seed: int, guidance: float, on_step: StepCallback
     ) -> tuple[Image.Image, dict[str, Any]]:
+        plan = self._require_plan()
         steps = self.steps
         g = guidance if self.profile == "dev" else self.default_guidance
+        gen_w, gen_h = flux_size(width, height)  # FLUX's grid; resized to the exact size after
 
         def run() -> Image.Image:
-            pipe = self._flux()
+            flux = self._get("flux")
+            flux.set_vae_tiling(gen_w * gen_h > plan.vae_tiling_above)
             on_step(0.0, f"background_generation (0/{steps})")
-            out = pipe(
-                prompt=prompt, height=height, width=width, num_inference_steps=steps, guidance_scale=g,
-                generator=self._generator(seed), callback_on_step_end=self._step_callback(
-                    "background_generation", steps, on_step), **self._cfg(negative),
+            reporter = _StepReporter("background_generation", steps, on_step)
+            out = flux.t2i(
+                prompt=prompt, height=gen_h, width=gen_w, num_inference_steps=steps, guidance_scale=g,
+                generator=self._generator(seed), callback_on_step_end=reporter, **self._cfg(negative),
             )
+            reporter.raise_if_stopped()
             return out.images[0]
 
-        image = self._with_oom_retry(registry.BACKGROUND, "flux", run)
+        image = _exact(self._with_oom_retry(registry.BACKGROUND, "flux", run).convert("RGB"), (width, height))
         return image, {"light_x": 0.5, "ground": 0.86}
 
     def refine(
         self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
         guidance: float, seed: int, on_step: StepCallback,
     ) -> Image.Image:
-        # img2img runs only int(steps * strength) of its steps.
-        steps = max(1, int(self.steps * strength)) if strength > 0 else 0
+        plan = self._require_plan()
+        steps = img2img_steps(self.steps, strength) if strength > 0 else 0
         g = guidance if self.profile == "dev" else self.default_guidance
+        gen_w, gen_h = flux_size(*composite.size)
 
         def run() -> Image.Image:
             if steps == 0:
                 return composite
-            i2i = loader.flux_img2img(self._flux())
-            out = i2i(
-                prompt=prompt, image=composite, strength=strength, height=composite.height, width=composite.width,
+            flux = self._get("flux")
+            flux.set_vae_tiling(gen_w * gen_h > plan.vae_tiling_above)
+            reporter = _StepReporter("refinement", steps, on_step)
+            out = flux.i2i(
+                prompt=prompt, image=_exact(composite.convert("RGB"), (gen_w, gen_h)), strength=strength,
+                height=gen_h, width=gen_w,
                 num_inference_steps=self.steps, guidance_scale=g, generator=self._generator(seed + 1),
-                callback_on_step_end=self._step_callback("refinement", steps, on_step), **self._cfg(negative),
+                callback_on_step_end=reporter, **self._cfg(negative),
             )
+            reporter.raise_if_stopped()
             return out.images[0]
 
-        refined = self._with_oom_retry(registry.REFINE, "flux", run).convert("RGB")
+        refined = _exact(self._with_oom_retry(registry.REFINE, "flux", run).convert("RGB"), composite.size)
         # img2img would redraw the product too, and an ad must show the real one: keep the product from
         # the composite, take light, shadows and surroundings from the refined image, then harmonise tones.
         keep = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(np.float32)[..., None] / 255.0
@@ -189,31 +391,53 @@ class DiffusionBackend:
         out = Image.fromarray(np.clip(merged, 0, 255).astype(np.uint8), "RGB")
         return harmonise(out, mask, strength * 0.5)
 
+    def _ask(self, vlm: loader.VisionLanguageModel, image: Image.Image, question: str) -> str:
+        processor, model = vlm.processor, vlm.model
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = processor(text=[text], images=[image], return_tensors="pt").to(model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=self.settings.vlm_max_new_tokens, do_sample=False)
+        return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
+
     def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
         result = analyze_draft(image, mask)  # free-space map, palette: measured from pixels
+        self._require_plan()
 
-        def run() -> dict[str, str]:
-            processor, model = self.cache.get("vlm", lambda: loader.load_vlm(self.settings, self.plan))
-            answers = {}
-            for i, (key, question) in enumerate(VLM_QUESTIONS.items()):
-                on_step(i / len(VLM_QUESTIONS), f"image_analysis (Qwen2-VL {i + 1}/{len(VLM_QUESTIONS)})")
-                messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-                text = processor.apply_chat_template(messages, add_generation_prompt=True)
-                inputs = processor(text=[text], images=[image], return_tensors="pt").to(model.device)
-                with torch.inference_mode():
-                    out = model.generate(**inputs, max_new_tokens=self.settings.vlm_max_new_tokens, do_sample=False)
-                new = out[:, inputs["input_ids"].shape[1]:]
-                answers[key] = processor.batch_decode(new, skip_special_tokens=True)[0].strip()
+        def run() -> tuple[dict[str, str] | None, int]:
+            vlm = self._get("vlm")
+            answers, attempts = None, 0
+            for attempts, question in enumerate((ANALYSIS_PROMPT, ANALYSIS_RETRY), start=1):
+                on_step((attempts - 1) / 2, f"image_analysis (VLM, {'one JSON answer' if attempts == 1 else 'retry'})")
+                answers = parse_analysis(self._ask(vlm, image, question))
+                if answers is not None:
+                    break
             self.cache.release("vlm")
-            return answers
+            return answers, attempts
 
-        result.update(self._with_oom_retry(registry.ANALYZE, "vlm", run))
+        answers, attempts = self._with_oom_retry(registry.ANALYZE, "vlm", run)
+        result["vlm_attempts"] = attempts
+        if answers is not None:
+            result.update(answers)
+            result["analysis_source"] = "vlm"
+        else:  # the four keys stay the pixel statistics' sentences
+            result["analysis_source"] = "pixels"
+            log.warning("the VLM's answer was not the four-key JSON after %d attempts; pixel statistics used", attempts)
         return result
 
     def info(self) -> dict[str, Any]:
+        refs = loader.model_refs(self.settings)
         return {
-            "backend": self.name, "device": self.device, "precision": self.plan.as_dict(),
+            "backend": self.name, "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
+            "precision": {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
+                          "level": self.plan.level if self.plan else None,
+                          "reason": self.plan.summary() if self.plan else self.problem},
+            "memory_plan": self.plan.as_dict() if self.plan else None, "problem": self.problem,
+            "models": {k: {"id": r.id, "revision": r.revision} for k, r in refs.items()},
             "flux": {"model": self.settings.flux_model, "profile": self.profile, "steps": self.steps},
-            "segmentation": self.settings.seg_model, "analysis": self.settings.vlm_model,
+            "segmentation": self.settings.segmenter, "analysis": self.settings.vlm_model,
+            "components": self.cache.components(),
             "cache": self.cache.info(), "oom_retries_used": self.oom_retries_used,
         }
