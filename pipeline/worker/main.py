@@ -37,6 +37,7 @@ class BackendRegistry:
         self._diffusion: Backend | None = None
         self.default, self.reason = self._resolve_default()
         log.info("default backend: %s (%s)", self.default, self.reason)
+        self._warm = self.warmup_wanted()
         if self.default == "diffusion":
             self._diffusion_backend()  # decides device and precision now (loads nothing), for get_resources
 
@@ -72,6 +73,27 @@ class BackendRegistry:
 
     def info(self) -> dict[str, Any]:
         return self._diffusion.info() if self._diffusion is not None else self._draft.info()
+
+    def warmup_wanted(self) -> bool:
+        """ADGEN_WARMUP, by default on when the diffusion backend runs on CUDA."""
+        if self.default != "diffusion":
+            return False
+        if self.settings.warmup is None:
+            import torch
+
+            return torch.cuda.is_available()
+        return self.settings.warmup
+
+    def warming(self) -> bool:
+        return self._warm and self._diffusion is not None and bool(self._diffusion.warmup_pending())
+
+    def warm_one(self) -> None:
+        """Load the next model the memory plan keeps resident (one at a time, so a job waits for one load)."""
+        try:
+            self._diffusion.warm_one()  # type: ignore[union-attr]
+        except Exception as exc:  # a missing model: the first job reports it; stop warming
+            log.error("warm start stopped: %s", exc)
+            self._warm = False
 
 
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
@@ -115,14 +137,29 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
 
     def state() -> WorkerState:
         return WorkerState(backends.default, backends.reason, backends.info(), renderer.launches,
-                           local.info() if local else None)
+                           local.info() if local else None, warming=backends.warming())
+
+    def next_command() -> Command | None:
+        """The next command, or None after a second of quiet. While warming up, None right after loading one
+        more model instead: a job that arrives meanwhile runs (loading what it needs) and warming goes on."""
+        if backends.warming():
+            try:
+                return commands.get_nowait()
+            except queue.Empty:
+                backends.warm_one()
+                if not backends.warming():
+                    emit(state())  # warm: /health and get_resources stop saying "warming"
+                return None
+        try:
+            return commands.get(timeout=1.0)
+        except queue.Empty:
+            return None
 
     emit(WorkerReady(os.getpid(), state()))
     try:
         while True:
-            try:
-                cmd = commands.get(timeout=1.0)
-            except queue.Empty:
+            cmd = next_command()
+            if cmd is None:
                 if os.getppid() != parent:
                     log.warning("server went away; worker exiting")
                     return
