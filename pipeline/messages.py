@@ -61,7 +61,7 @@ class WorkerState:
     backend_info: dict[str, Any] = field(default_factory=dict)  # device, precision, cache contents
     renderer_launches: int = 0
     local_llm: dict[str, Any] | None = None
-    warming: bool = False  # loading the configured models after start (ADGEN_WARMUP); jobs wait for it
+    warming: bool = False  # loading the configured models after start (ADGEN_WARMUP); a job arriving meanwhile runs
 
 
 @dataclass(frozen=True)
