@@ -14,6 +14,7 @@ from pipeline.images import save_png
 from pipeline.messages import JobReport
 from pipeline.schemas import GenerateRequest
 from pipeline.worker.backends.base import Backend, StepCallback
+from pipeline.worker.layout import LayoutPlan
 from pipeline.worker.stages.design import Design
 
 
@@ -40,6 +41,7 @@ class JobContext:
     mask: np.ndarray | None = None  # the product on the canvas (uint8, 255 = product); None when unknown
     step1: Image.Image | None = None
     analysis: dict[str, Any] | None = None
+    layout: LayoutPlan | None = None  # the product's and the copy's boxes (composite plans, design follows)
     font_css: str = ""
     template: Design | None = None
     design: Design | None = None

@@ -25,11 +25,13 @@ from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.design.prompt import build_prompt
 from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
+from pipeline.worker.layout import plan_layout, requested_font_px, with_scenery
 from pipeline.worker.render.browser import RenderError, TextRenderer
+from pipeline.worker.stages.analyze import free_space
 from pipeline.worker.stages.card import product_card
 from pipeline.worker.stages.composite import composite as composite_product
 from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD, apply_mask, cut_out, has_useful_alpha
-from pipeline.worker.stages.design import Design, DesignSpec, design_template
+from pipeline.worker.stages.design import Design, DesignSpec, design_template, plan_copy, text_style
 
 
 @dataclass
@@ -90,8 +92,17 @@ def background(ctx: JobContext, svc: Services) -> None:
 
 def composite(ctx: JobContext, svc: Services) -> None:
     assert ctx.background is not None and ctx.cutout is not None
+    r = ctx.request
+    canvas = (ctx.width, ctx.height)
+    # One plan for product and copy: the product goes where the copy will not be.
+    ctx.layout = plan_layout(
+        canvas, ctx.cutout.size, r.text_content or "", r.text_position, requested_font_px(r.text_size, canvas),
+        free_space=free_space(ctx.background, None), ground=round(ctx.hints.get("ground", 0.86) * ctx.height),
+        style=text_style(r.text_content or "", r.html_style_prompt),
+    )
+    ctx.warnings.extend(ctx.layout.warnings)
     ctx.composite, ctx.mask = composite_product(
-        ctx.background, ctx.cutout, light_x=ctx.hints.get("light_x", 0.5), ground=ctx.hints.get("ground", 0.86)
+        ctx.background, ctx.cutout, light_x=ctx.hints.get("light_x", 0.5), box=ctx.layout.product_box
     )
     ctx.save("composite.png", ctx.composite)
     ctx.save("mask.png", Image.fromarray(ctx.mask, "L"))
@@ -122,7 +133,11 @@ def design(ctx: JobContext, svc: Services) -> None:
         width=ctx.width, height=ctx.height,
     )
     ctx.font_css = font_face_css(parse_font_family(r.font_family), spec.text, svc.fonts_dir)
-    ctx.template = design_template(spec, ctx.analysis, ctx.step1, ctx.mask, ctx.font_css)
+    if ctx.layout is None or ctx.layout.copy_box is None:  # step 2: no product placed by this job
+        ctx.layout = plan_copy(spec, ctx.analysis, ctx.mask)
+        ctx.warnings.extend(ctx.layout.warnings)
+    ctx.layout = with_scenery(ctx.layout, ctx.step1)  # busy scenery under the copy: a panel
+    ctx.template = design_template(spec, ctx.analysis, ctx.step1, ctx.mask, ctx.font_css, ctx.layout)
     ctx.design = _choose_design(ctx, svc, ctx.template)
     ctx.write_text("design.html", ctx.design.html)
 
@@ -186,7 +201,7 @@ def _choose_design(ctx: JobContext, svc: Services, template: Design) -> Design:
         text=r.text_content or "", style=r.html_style_prompt,
         font_stack=css_font_stack(parse_font_family(r.font_family), r.text_content or "", svc.fonts_dir),
         weight=r.font_weight, color=r.text_color,
-        size_px=template.font_px, position=r.text_position, region=template.region, width=ctx.width,
+        size_px=template.font_px, position=r.text_position, copy_box=_copy_box(ctx), width=ctx.width,
         height=ctx.height, analysis=ctx.analysis, product_bbox=ctx.product_bbox(),
     )
     ctx.on_step(0.2, f"{registry.DESIGN.label} (asking the LLM)")
@@ -240,10 +255,23 @@ def _render_layer(ctx: JobContext, svc: Services) -> Image.Image:
         layer = svc.renderer.render(ctx.design.html, ctx.width, ctx.height)
     except RenderError as exc:  # an LLM's page that cannot be rendered: the template can
         return _render_template(ctx, svc, f"{ctx.design.designer} layout failed to render ({exc})")
-    if ctx.request.text_position == "auto" and covers(layer, ctx.mask):
-        # The LLM's layout landed on the product, which auto placement must never do.
+    if covers(layer, ctx.mask) and not _plan_overlaps_product(ctx):
+        # The LLM's layout landed on the product, which the plan keeps clear for every position.
         return _render_template(ctx, svc, f"{ctx.design.designer} layout covered the product: template used")
     return layer
+
+
+def _copy_box(ctx: JobContext) -> tuple[int, int, int, int]:
+    """The plan's copy box for the LLM designer (the whole canvas if there is somehow none)."""
+    box = ctx.layout.copy_box if ctx.layout is not None else None
+    return box if box is not None else (0, 0, ctx.width, ctx.height)
+
+
+def _plan_overlaps_product(ctx: JobContext) -> bool:
+    """Only the planner's last resort (copy on a panel over the product) may cover the product."""
+    p = ctx.layout
+    return p is not None and p.panel and p.copy_box is not None and p.product_box is not None \
+        and p.copy_box.overlaps(p.product_box)
 
 
 def _render_template(ctx: JobContext, svc: Services, note: str) -> Image.Image:

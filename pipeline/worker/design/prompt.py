@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.messages import DesignPrompt
-from pipeline.worker.stages.analyze import region_bounds
 
 SYSTEM_PROMPT = """You are a senior advertising typographer. You write the text layer of an ad as ONE
 self-contained HTML document that is rendered on a transparent canvas and composited over a photo.
@@ -17,9 +16,10 @@ Answer with the HTML document only."""
 
 def build_prompt(
     *, text: str, style: str, font_stack: str, weight: str, color: str | None, size_px: int, position: str,
-    region: str, width: int, height: int, analysis: dict[str, Any] | None, product_bbox: list[int] | None,
+    copy_box: tuple[int, int, int, int], width: int, height: int, analysis: dict[str, Any] | None,
+    product_bbox: list[int] | None,
 ) -> DesignPrompt:
-    y0, y1 = region_bounds(region, height)
+    x, y, w, h = copy_box  # the layout plan's box for the copy: clear of the product, inside the margins
     if analysis:
         lines = [
             "[Image analysis]",
@@ -47,7 +47,8 @@ def build_prompt(
         "",
         "[Canvas]",
         f"- {width}x{height} px, transparent background.",
-        f"- Place the copy inside the {region} band: y from {y0}px to {y1}px ({position} requested).",
+        f"- Place every letter of the copy inside the box x {x}-{x + w}px, y {y}-{y + h}px "
+        f"({position} requested); centre it there.",
         avoid,
     ])
     return DesignPrompt(system=SYSTEM_PROMPT, user=user)

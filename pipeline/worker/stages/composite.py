@@ -1,4 +1,9 @@
-"""Composite (CPU): product scaled and stood on a ground line, with contact and cast shadows."""
+"""Composite (CPU): product scaled and stood on a ground line, with contact and cast shadows.
+
+Where the product goes and how big it is comes from the layout plan (``pipeline.worker.layout``),
+which keeps it clear of the copy; ``plan_placement`` is the stand-alone default (centred on the
+ground line) for callers without a plan.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
+
+from pipeline.worker.layout import Box
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], lig
     sh_h = max(1, round(p.height * squash))
     flat = cv2.resize(alpha, (p.width, sh_h), interpolation=cv2.INTER_AREA)[::-1]
     shear = (0.5 - light_x) * 1.6  # light on the left throws the shadow right
-    m = np.float32([[1, shear, 0], [0, 1, 0]])
+    m = np.array([[1, shear, 0], [0, 1, 0]], np.float32)
     pad = int(abs(shear) * sh_h) + 2
     wide = cv2.warpAffine(np.pad(flat, ((0, 0), (pad, pad))), m, (p.width + 2 * pad, sh_h))
     cast = np.zeros_like(shadow)
@@ -61,12 +68,22 @@ def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], lig
     return np.clip(contact * 0.55 + cast * 0.35, 0, 0.75)
 
 
+def _clamped(box: Box, canvas: tuple[int, int]) -> Placement:
+    """The planned box as a placement that lies on the canvas (a plan never leaves it; be safe)."""
+    w, h = max(1, min(box.w, canvas[0])), max(1, min(box.h, canvas[1]))
+    return Placement(x=min(max(0, box.x), canvas[0] - w), y=min(max(0, box.y), canvas[1] - h), width=w, height=h)
+
+
 def composite(
-    background: Image.Image, product: Image.Image, light_x: float = 0.5, ground: float = 0.86
+    background: Image.Image, product: Image.Image, light_x: float = 0.5, ground: float = 0.86,
+    box: Box | None = None,
 ) -> tuple[Image.Image, np.ndarray]:
-    """Returns the composite (RGB) and the product's mask on the canvas (uint8, 255 = product)."""
+    """Returns the composite (RGB) and the product's mask on the canvas (uint8, 255 = product).
+
+    ``box`` is the layout plan's product box (x, y, w, h); without one the product is centred
+    on the ``ground`` line at its default size."""
     canvas = background.size
-    p = plan_placement(canvas, product.size, ground=ground)
+    p = _clamped(box, canvas) if box is not None else plan_placement(canvas, product.size, ground=ground)
     prod = product.convert("RGBA").resize((p.width, p.height), Image.Resampling.LANCZOS)
     alpha = np.asarray(prod.getchannel("A"), np.float32) / 255.0
 

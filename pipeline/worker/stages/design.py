@@ -1,15 +1,15 @@
 """Ad-copy design: the template designer that writes the text layer's HTML/CSS.
 
 It is the fallback behind the LLM designers and the default with no LLM: one centred
-block of copy in the chosen region, sized to fit, coloured for contrast, with effects
-picked from the style prompt's words.
+block of copy in the layout plan's copy box (``pipeline.worker.layout``), at the plan's font
+size, coloured for contrast, on a panel when the scenery or the product is behind it, with
+effects picked from the style prompt's words. Line breaking follows the copy's language.
 """
 
 from __future__ import annotations
 
 import html
-import math
-import unicodedata
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,18 @@ from PIL import Image
 
 from pipeline.cssvalues import css_font_stack, is_gradient, parse_font_family
 from pipeline.fonts import copy_attributes
-from pipeline.worker.stages.analyze import REGIONS, region_bounds
+from pipeline.worker.layout import (
+    LINE_HEIGHT,
+    Box,
+    LayoutPlan,
+    TextStyle,
+    choose_third,
+    fit_font,
+    plan_layout,
+    requested_font_px,
+    script_lang,
+    with_scenery,
+)
 
 
 @dataclass(frozen=True)
@@ -43,48 +54,81 @@ class Design:
     designer: str = "template"
 
 
-def _char_em(ch: str) -> float:
-    """Rough advance width in em, enough to size copy without a layout engine."""
-    if ch == " ":
-        return 0.3
-    if unicodedata.east_asian_width(ch) in ("W", "F") or ord(ch) >= 0x1F000:
-        return 1.0
-    if ch.isupper() or ch in "mwMW@%":
-        return 0.7
-    return 0.56
+def fit_font_size(text: str, requested: int, box_w: int, box_h: int, minimum: int = 14) -> int:
+    """The largest size up to ``requested`` at which the copy fits the box, never below ``minimum``."""
+    fit = fit_font(text, box_w, box_h, requested, min(minimum, requested), TextStyle(lang=script_lang(text)))
+    return fit[0] if fit else min(minimum, requested)
 
 
-def fit_font_size(text: str, requested: int, box_w: int, box_h: int, max_lines: int = 4) -> int:
-    lines = text.split("\n")
-    size = requested
-    while size > 10:
-        rows = sum(max(1, math.ceil(sum(_char_em(c) for c in line) * size / box_w)) for line in lines)
-        if rows <= max_lines and rows * size * 1.2 <= box_h:
-            return size
-        size = int(size * 0.92)
-    return 10
+def mask_box(mask: np.ndarray | None) -> Box | None:
+    """The product's bounding box on the canvas from its mask (None without a product)."""
+    if mask is None or not (mask > 127).any():
+        return None
+    ys, xs = np.nonzero(mask > 127)
+    return Box(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
 
 
 def choose_region(position: str, free_space: dict[str, float] | None, mask: np.ndarray | None) -> str:
-    if position != "auto":
-        return position
-    scores = dict(free_space or {r: 1.0 for r in REGIONS})
-    if mask is not None:
-        h = mask.shape[0]
-        for r in REGIONS:
-            y0, y1 = region_bounds(r, h)
-            if (mask[y0:y1] > 127).mean() > 0.002:
-                scores[r] = scores.get(r, 0) - 2.0  # never over the product when we choose
-    # Prefer the top on ties: headlines read there first.
-    return max(REGIONS, key=lambda r: (scores.get(r, 0), r == "top"))
+    """The third of the canvas for the copy when no product is placed by us (step 2)."""
+    height = mask.shape[0] if mask is not None else 3
+    return choose_third(position, free_space, mask_box(mask), height)
 
 
-def auto_color(image: Image.Image | None, region: str) -> str:
-    if image is None:
+def _hex_luminance(color: str) -> float | None:
+    m = re.search(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b", color)
+    if not m:
+        return None
+    h = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
+    r, g, b = (int(h[i: i + 2], 16) / 255 for i in (0, 2, 4))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def auto_color(image: Image.Image | None, box: Box | None) -> str:
+    """Dark copy on light scenery, white copy on dark, judged under the copy box."""
+    if image is None or box is None:
         return "#ffffff"
-    grey = np.asarray(image.convert("L"), np.float32)
-    y0, y1 = region_bounds(region, grey.shape[0])
-    return "#1d1d1f" if float(grey[y0:y1].mean()) > 150 else "#ffffff"
+    grey = np.asarray(image.convert("L"), np.float32)[max(0, box.y): box.bottom, max(0, box.x): box.right]
+    return "#1d1d1f" if grey.size and float(grey.mean()) > 150 else "#ffffff"
+
+
+def text_style(text: str, style_prompt: str) -> TextStyle:
+    """What the style prompt's effects do to the copy's width (see ``_effects``), for the planner."""
+    s = style_prompt.lower()
+    return TextStyle(
+        lang=script_lang(text),
+        letter_spacing_em=0.08 if any(k in s for k in ("wide", "spacing", "자간")) else 0.0,
+        uppercase=any(k in s for k in ("uppercase", "caps", "대문자")),
+    )
+
+
+def plan_copy(spec: DesignSpec, analysis: dict[str, Any] | None, mask: np.ndarray | None) -> LayoutPlan:
+    """A plan for the copy alone, when no product was placed by this job (step 2): a calm third of
+    the canvas for ``auto`` (never the one holding a product the mask shows)."""
+    canvas = (spec.width, spec.height)
+    return plan_layout(
+        canvas, None, spec.text, spec.position, requested_font_px(spec.text_size, canvas),
+        free_space=(analysis or {}).get("free_space"), style=text_style(spec.text, spec.style_prompt),
+        avoid=mask_box(mask),
+    )
+
+
+def _line_breaking(lang: str) -> str:
+    """CSS line breaking for the copy's language: Korean breaks between words only, Chinese and
+    Japanese anywhere, Latin hyphenates (with ``lang``); anything too long still breaks."""
+    if lang == "ko":
+        rule = "word-break: keep-all"
+    elif lang in ("zh", "ja"):
+        rule = "word-break: normal; line-break: normal"
+    else:
+        rule = "word-break: normal; hyphens: auto; -webkit-hyphens: auto"
+    return rule + "; overflow-wrap: anywhere"
+
+
+def _panel(color: str) -> str:
+    """A translucent panel behind the copy, light behind dark copy and dark behind the rest."""
+    lum = _hex_luminance(color)
+    fill = "rgba(255,255,255,.78)" if lum is not None and lum < 0.4 else "rgba(12,12,14,.58)"
+    return f"background: {fill}; border-radius: .28em; box-shadow: 0 .1em .5em rgba(0,0,0,.18)"
 
 
 def _effects(style: str, color: str, gradient: bool) -> list[str]:
@@ -113,32 +157,37 @@ def _effects(style: str, color: str, gradient: bool) -> list[str]:
 
 def design_template(
     spec: DesignSpec, analysis: dict[str, Any] | None, image: Image.Image | None, mask: np.ndarray | None,
-    font_css: str = "",
+    font_css: str = "", plan: LayoutPlan | None = None,
 ) -> Design:
-    region = choose_region(spec.position, (analysis or {}).get("free_space"), mask)
-    scale = spec.width / 1024
-    y0, y1 = region_bounds(region, spec.height)
-    box_w, box_h = int(spec.width * 0.86), int((y1 - y0) * 0.9)
-    font_px = fit_font_size(spec.text, max(10, round(spec.text_size * scale)), box_w, box_h)
-    color = spec.text_color or auto_color(image, region)
+    """The text layer's document. ``plan`` is the job's layout plan (copy box, font size, panel);
+    without one the copy is planned alone (``plan_copy``) and checked against the scenery."""
+    if plan is None or plan.copy_box is None:
+        plan = with_scenery(plan_copy(spec, analysis, mask), image)
+    box = plan.copy_box
+    assert box is not None
+    font_px = plan.font_px
+    pad_x, pad_y = plan.pad_px()
+    color = spec.text_color or ("#ffffff" if plan.panel else auto_color(image, box))
     gradient = is_gradient(color)
     paint = (
         f"background: {color}; -webkit-background-clip: text; background-clip: text; color: transparent"
         if gradient else f"color: {color}"
     )
     rules = ";\n  ".join([paint, *_effects(spec.style_prompt, color, gradient)])
+    panel = f" {_panel(color)};" if plan.panel else ""
     body = "<br>".join(html.escape(line) for line in spec.text.split("\n"))
     doc = f"""<!doctype html>
-<html><head><meta charset="utf-8"><style>
+<html lang="{plan.lang}"><head><meta charset="utf-8"><style>
 {font_css}
 html, body {{ margin: 0; width: {spec.width}px; height: {spec.height}px; background: transparent; overflow: hidden; }}
-.band {{ position: absolute; left: 0; top: {y0}px; width: {spec.width}px; height: {y1 - y0}px;
-  display: flex; align-items: center; justify-content: center; }}
-.copy {{ max-width: {box_w}px; text-align: center; line-height: 1.15; word-break: keep-all; text-wrap: balance; overflow-wrap: anywhere;
+body {{ box-sizing: border-box; display: flex; align-items: center; justify-content: center;
+  padding: {box.y}px {spec.width - box.right}px {spec.height - box.bottom}px {box.x}px; }}
+.band {{ box-sizing: border-box; max-width: min(100%, {plan.measure_px}px); padding: {pad_y}px {pad_x}px;{panel} }}
+.copy {{ text-align: center; line-height: {LINE_HEIGHT}; {_line_breaking(plan.lang)}; text-wrap: balance;
   font-family: {css_font_stack(parse_font_family(spec.font_family), spec.text)};
   font-weight: {spec.font_weight}; font-size: {font_px}px;
   {rules}; }}
 </style></head>
 <body><div class="band"><div class="copy"{copy_attributes(spec.text)}>{body}</div></div></body></html>
 """
-    return Design(html=doc, region=region, font_px=font_px, color=color)
+    return Design(html=doc, region=plan.region, font_px=font_px, color=color)
