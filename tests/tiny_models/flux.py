@@ -12,19 +12,24 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config,
 from tests.tiny_models.tokenizers_local import byte_level_bpe, unigram
 
 
-def build_flux(out: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
+def flux_tokenizers() -> tuple[CLIPTokenizer, T5Tokenizer]:
+    """CLIP and T5 tokenizers trained on the spot (their ids fit any vocabulary at least this large)."""
     vocab, merges = byte_level_bpe(end_of_word="</w>")
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab.setdefault(special, len(vocab))
-    clip_tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77), T5Tokenizer(vocab=unigram(), extra_ids=0)
+
+
+def build_flux(out: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    clip_tok, t5_tok = flux_tokenizers()
+    vocab = clip_tok.get_vocab()
     clip = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, projection_dim=32, bos_token_id=vocab["<|startoftext|>"],
         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
     ))
-    t5_vocab = unigram()
-    t5_tok = T5Tokenizer(vocab=t5_vocab, extra_ids=0)
+    t5_vocab = t5_tok.get_vocab()
     t5 = T5EncoderModel(T5Config(
         vocab_size=len(t5_vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
         relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,

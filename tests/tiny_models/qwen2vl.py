@@ -27,12 +27,24 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_qwen2vl(out: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
+def qwen2vl_tokenizer() -> tuple[Qwen2Tokenizer, dict[str, int]]:
+    """A local byte-level BPE with Qwen2-VL's special tokens, and their ids."""
     vocab, merges = byte_level_bpe(vocab_size=400)
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
-    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
+    return tok, {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
+
+
+def qwen2vl_processor(tok: Qwen2Tokenizer, max_pixels: int = 224 * 224) -> Qwen2VLProcessor:
+    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels, patch_size=14, merge_size=2)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=max_pixels, patch_size=14, merge_size=2)
+    return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+                            chat_template=CHAT_TEMPLATE)
+
+
+def build_qwen2vl(out: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    tok, ids = qwen2vl_tokenizer()
     config = Qwen2VLConfig(
         text_config={
             "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -49,11 +61,6 @@ def build_qwen2vl(out: Path, seed: int = 0) -> Path:
     model = Qwen2VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=224 * 224, patch_size=14, merge_size=2)
-    video_processor = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=224 * 224, patch_size=14, merge_size=2)
-    processor = Qwen2VLProcessor(
-        image_processor=image_processor, tokenizer=tok, video_processor=video_processor, chat_template=CHAT_TEMPLATE
-    )
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    qwen2vl_processor(tok).save_pretrained(out)
     return out
