@@ -26,7 +26,6 @@ from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fontTools.ttLib import TTFont
 from PIL import Image
 
-from pipeline import fonts as fonts_module
 from pipeline.config import BUNDLED_FONTS_DIR, Settings
 from pipeline.cssvalues import css_font_stack, parse_font_family
 from pipeline.fonts import (
@@ -38,6 +37,7 @@ from pipeline.fonts import (
     is_visible,
     text_direction,
 )
+from pipeline.fonts import scripts as scripts_module
 from pipeline.jobs import JobManager
 from pipeline.schemas import GenerateRequest
 from pipeline.worker.design.fontembed import font_face_css
@@ -270,9 +270,9 @@ def test_script_detection() -> None:
     assert detect_scripts("SALE 🎉 Скидки Εκπτώσεις") == ["latin", "emoji", "cyrillic", "greek"]
     for name, script in [("arabic", "arabic"), ("hebrew", "hebrew"), ("thai", "thai"), ("devanagari", "devanagari")]:
         assert detect_scripts(COPIES[name]) == [script]
-    pairs = fonts_module._SIMP_TRAD.split()  # the telltale table: distinct pairs of distinct characters
+    pairs = scripts_module._SIMP_TRAD.split()  # the telltale table: distinct pairs of distinct characters
     assert all(len(p) == 2 and p[0] != p[1] for p in pairs) and len(set(pairs)) == len(pairs)
-    assert not fonts_module._SIMPLIFIED_ONLY & fonts_module._TRADITIONAL_ONLY
+    assert not scripts_module._SIMPLIFIED_ONLY & scripts_module._TRADITIONAL_ONLY
 
 
 # ---- outlines, not the cmap ---------------------------------------------------------------
