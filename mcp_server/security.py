@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 OPEN_PATHS = frozenset({"/health"})
@@ -41,15 +38,14 @@ class GuardMiddleware:
         self.token = token
         self.allowed_hosts = allowed_hosts  # None = any Host (bound to a public interface on purpose)
 
-    async def _reject(self, send: Callable[[dict], Awaitable[None]], status: int, detail: str,
+    async def _reject(self, send: Send, status: int, detail: str,
                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
         body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), *(headers or [])]})
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[dict]],
-                       send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

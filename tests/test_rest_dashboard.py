@@ -13,6 +13,7 @@ from pipeline.config import Settings
 from pipeline.jobs import Job, JobManager, StartupError
 from pipeline.jobs.store import JobStore
 from tests.conftest import ARTIFACTS
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -20,18 +21,23 @@ pytestmark = pytest.mark.anyio
 async def test_rest_and_mcp_return_the_same_status(http_server_factory, product_b64: str) -> None:
     srv = http_server_factory("streamable-http")
     async with httpx.AsyncClient(base_url=srv.base) as http:
-        job_id = (await http.post("/generate", json={"product_image": product_b64, "text_content": "같은 상태"})).json()["job_id"]
-        for _ in range(100):
-            rest = (await http.get(f"/status/{job_id}")).json()
-            if rest["status"] == "completed":
-                break
-            time.sleep(0.1)
+        body = {"product_image": product_b64, "text_content": "같은 상태"}
+        job_id = (await http.post("/generate", json=body)).json()["job_id"]
+
+        async def finished() -> dict | None:
+            st = (await http.get(f"/status/{job_id}")).json()
+            return st if st["status"] in ("completed", "failed") else None
+
+        rest = await wait_until(finished, 60, "the job to finish", interval=0.1)
+        assert rest["status"] == "completed", rest
     async with Client(f"{srv.base}/mcp", mode="legacy") as client:
         mcp = (await client.call_tool("get_status", {"job_id": job_id, "include_preview": False})).structured_content
     assert set(rest) == set(mcp)
     for key in rest:
         if key.endswith("_result") and rest[key]:
             assert rest[key] == f"/jobs/{job_id}/{mcp[key].rsplit('/', 1)[-1]}"
+        elif key == "download_url" and rest[key]:
+            assert mcp[key].endswith(rest[key])  # absolute over MCP (clients need a full URL), a path over REST
         elif key not in ("system_metrics", "elapsed_sec"):
             assert rest[key] == mcp[key], key
 

@@ -62,7 +62,6 @@ class Job:
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Job:
-        report = r.get("report") or {}
         job = cls(
             id=r["job_id"], params=r.get("params", {}), width=r.get("width", 1024), height=r.get("height", 1024),
             backend=r.get("backend", "draft"), seed=int(r.get("seed") or r.get("params", {}).get("seed") or 0),
@@ -70,9 +69,15 @@ class Job:
             status=r.get("status", "failed"), done=dict(r.get("done", {})), error=r.get("error"),
             started_at=r.get("started_at"), parent_job_id=r.get("parent_job_id"),
             warnings=list(r.get("warnings", [])),
-            report=JobReport(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in report.items() if k in JobReport.__dataclass_fields__}),
+            report=_report(r.get("report") or {}),
             progress=int(r.get("progress", 0)), message=r.get("message", ""),
         )
         job.elapsed_final = float(r.get("elapsed") or 0.0)
         return job
+
+
+def _report(data: dict[str, Any]) -> JobReport:
+    """A persisted report (JSON turned tuples into lists; fields added later default)."""
+    known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                             for k, v in data.items() if k in JobReport.__dataclass_fields__}
+    return JobReport(**known)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import psutil
 
@@ -14,7 +15,7 @@ _nvml_lock = threading.Lock()
 _nvml_state: dict[str, bool] = {}
 
 
-def _nvml() -> object | None:
+def _nvml() -> Any:
     """The pynvml module once initialised, or None without an NVIDIA driver (checked once)."""
     with _nvml_lock:
         if "ok" not in _nvml_state:

@@ -7,6 +7,7 @@ crash or a kill never leaves its Chromium behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing as mp
@@ -14,6 +15,7 @@ import os
 import queue
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -23,7 +25,15 @@ from pipeline.messages import Command, Event, Shutdown, WorkerReady, WorkerState
 log = logging.getLogger("adgen.supervisor")
 
 
+# The worker (and the Chromium it starts) runs at a lower CPU priority than the server: on a machine
+# with few cores a CPU-bound job would otherwise slow every status poll and job submission it shares
+# the cores with. It still gets every cycle the server leaves idle.
+WORKER_NICE = 10
+
+
 def _worker_entry(*args: object) -> None:
+    with contextlib.suppress(OSError):  # not permitted here: run at the server's priority
+        os.nice(WORKER_NICE)
     # Imported in the child only: the server process never loads the worker side (cv2, stages, torch).
     from pipeline.worker.main import worker_main
 
@@ -37,7 +47,8 @@ class WorkerHandle:
         ctx = mp.get_context("spawn")
         self.commands: mp.Queue = ctx.Queue()
         self.events: mp.Queue = ctx.Queue()
-        self.stop_flag = ctx.Array(ctypes.c_char, 64, lock=False)
+        # A bytes buffer shared with the worker: the id of the job asked to stop ('' = none).
+        self.stop_flag: Any = ctx.Array(ctypes.c_char, 64, lock=False)
         self.process = ctx.Process(
             target=_worker_entry, args=(settings, self.commands, self.events, self.stop_flag),
             name="adgen-worker", daemon=True,
@@ -64,7 +75,8 @@ class WorkerHandle:
 
     def next_event(self) -> Event | None:
         try:
-            return self.events.get(timeout=0.2)  # type: ignore[no-any-return]
+            event: Event = self.events.get(timeout=0.2)
+            return event
         except (queue.Empty, EOFError, OSError):
             return None
 

@@ -23,8 +23,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 import nh3
-import tinycss2  # type: ignore[import-untyped]
-from tinycss2 import ast  # type: ignore[import-untyped]
+import tinycss2
+from tinycss2 import ast
 
 from pipeline.fonts import copy_attributes
 from pipeline.messages import MAX_ANSWER_CHARS

@@ -62,10 +62,10 @@ class TextRenderer:
         self.system_fonts = system_fonts
         self.hooks = hooks or WorkerHooks()
         self.timeout_ms = int(timeout_s * 1000)
-        self._pw = None
-        self._browser = None
-        self._context = None
-        self._page = None
+        self._pw: Any = None
+        self._browser: Any = None
+        self._context: Any = None
+        self._page: Any = None
         self._viewport: tuple[int, int] | None = None
         self.launches = 0
         self.blocked_requests = 0
@@ -86,7 +86,7 @@ class TextRenderer:
         self._context = None
         self._page = None
 
-    def _ensure_page(self, width: int, height: int):
+    def _ensure_page(self, width: int, height: int) -> Any:
         self.start()
         if self._page is not None and (self._page.is_closed() or self._page.url != "about:blank"):
             self._drop_page()  # a late navigation from the previous HTML: start clean
@@ -107,7 +107,7 @@ class TextRenderer:
         self._viewport = (width, height)
         return self._page
 
-    def _gate(self, route, request) -> None:
+    def _gate(self, route: Any, request: Any) -> None:
         if request.url.startswith("data:"):
             route.continue_()
         else:
