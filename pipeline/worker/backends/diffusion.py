@@ -193,6 +193,11 @@ class DiffusionBackend:
         except UserFacingError as exc:  # a model not downloaded yet: the worker still serves draft jobs
             self.plan, self.problem = None, str(exc)
             log.error("no memory plan: %s", exc)
+        except Exception as exc:  # an unreadable config: the same, with the reason in one line
+            self.plan = None
+            self.problem = f"could not plan memory for the configured models: {type(exc).__name__}: " + (
+                str(exc).strip().splitlines() or [""])[0][:200]
+            log.exception("no memory plan")
 
     def _require_plan(self) -> MemoryPlan:
         if self.plan is None:

@@ -308,12 +308,12 @@ def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
     elif offload == "group-offload":
         pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_type="block_level",
                                   num_blocks_per_group=1, use_stream=True)
-    elif not nf4:
-        pipe.to(plan.device)  # NF4 weights are placed on the GPU by the quantiser itself
     else:
+        # Component by component: a bitsandbytes module quantises when it reaches the GPU (or is there already).
         for n in names:
-            if n not in nf4:
-                getattr(pipe, n).to(plan.device)
+            module = getattr(pipe, n)
+            if any(t.device.type != torch.device(plan.device).type for t in module.parameters()):
+                module.to(plan.device)
     pipe.set_progress_bar_config(disable=True)
     # img2img over the same module objects. Not from_pipe: it ends in .to(dtype=float32 by default), which would
     # convert the shared modules in place (and undo fp8 storage). The constructor only registers them.
