@@ -98,6 +98,7 @@ def build_arguments(args: argparse.Namespace) -> dict[str, Any]:
     if args.size:
         arguments["width"], arguments["height"] = args.size
     optional = {"seed": args.seed, "html_style_prompt": args.style, "text_color": args.color,
+                "subline": args.subline, "cta": args.cta, "badge": args.badge, "price": args.price,
                 "font_family": args.font, "quality": args.quality}
     arguments.update({k: v for k, v in optional.items() if v is not None})
     return arguments
@@ -313,7 +314,11 @@ def main(argv: list[str] | None = None) -> None:
     g = sub.add_parser("generate", help="generate an ad from a product photo")
     g.add_argument("photo", nargs="?", help="product photo file (PNG, JPEG or WebP); or use --url")
     g.add_argument("--url", help="product photo by http(s) URL, fetched by the server")
-    g.add_argument("--text", help="the ad copy (omit for an image without text)")
+    g.add_argument("--text", help="the ad copy, the headline (omit for an image without text); **bold**, ==highlight==")
+    g.add_argument("--subline", help="a smaller line under the headline")
+    g.add_argument("--cta", help="call to action, drawn as a button (e.g. 'Shop now')")
+    g.add_argument("--badge", help="short badge beside the price (e.g. '-30%%' or 'NEW')")
+    g.add_argument("--price", help="the price as it should read (e.g. '₩19,900')")
     g.add_argument("--prompt", default="Wooden table in a cozy cafe, sunlight, realistic", help="background scene")
     g.add_argument("--style", help="style hint for the text layer")
     g.add_argument("--color", help="text colour or CSS gradient")

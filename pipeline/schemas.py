@@ -79,7 +79,23 @@ class GenerateRequest(BaseModel):
     text_content: str | None = Field(
         None,
         max_length=MAX_COPY_CHARS,
-        description="The ad copy to set in type. null skips step 2: the step 1 image is the final image.",
+        description="The ad copy to set in type (the headline). null skips step 2: the step 1 image is the final "
+        "image. Emphasis: **bold** and ==highlight== (no HTML: any other character is shown as typed).",
+    )
+    subline: str | None = Field(
+        None, max_length=200,
+        description="Addition: a smaller line under the headline (same emphasis markup). Needs text_content.",
+    )
+    cta: str | None = Field(
+        None, max_length=40, description="Addition: call to action, drawn as a button, e.g. 'Shop now'. Needs "
+        "text_content.",
+    )
+    badge: str | None = Field(
+        None, max_length=20, description="Addition: a short badge beside the price, e.g. '-30%' or 'NEW'. Needs "
+        "text_content.",
+    )
+    price: str | None = Field(
+        None, max_length=40, description="Addition: the price as it should read, e.g. '₩19,900'. Needs text_content.",
     )
     bg_prompt: str = Field(
         "Wooden table in a cozy cafe, sunlight, realistic",
@@ -152,6 +168,13 @@ class GenerateRequest(BaseModel):
             return None
         return _reject_control_chars(v, "text_content", allow_newlines=True)
 
+    @field_validator("subline", "cta", "badge", "price")
+    @classmethod
+    def _copy_parts(cls, v: str | None, info: Any) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        return _reject_control_chars(v, info.field_name, allow_newlines=info.field_name == "subline")
+
     @field_validator(
         "bg_prompt", "bg_negative_prompt", "bg_composition_prompt", "bg_composition_negative_prompt", "html_style_prompt"
     )
@@ -172,6 +195,10 @@ class GenerateRequest(BaseModel):
 
     @model_validator(mode="after")
     def _inputs_for_step(self) -> GenerateRequest:
+        if self.text_content is None:
+            extra = [f for f in ("subline", "cta", "badge", "price") if getattr(self, f)]
+            if extra:
+                raise ValueError(f"{extra[0]} needs text_content (the headline)")
         if self.start_step == 1:
             given = [f for f in ("product_image", "product_image_path", "product_image_url") if getattr(self, f)]
             if not given:

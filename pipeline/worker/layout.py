@@ -16,6 +16,7 @@ Latin, ``overflow-wrap: anywhere`` as the last resort). Tests render the copy to
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -44,6 +45,13 @@ BUSY_EDGES = 0.07  # edge density over which scenery is too busy for bare copy
 DEFAULT_GROUND = 0.86
 COMFORT_EM = 8.0  # a copy column narrower than this many em reads as a cramped stack of words
 CENTRE_LEVELS = ((0.5, 1.0), (0.46, 0.98), (0.42, 0.96))  # "center": copy centre (of the height), weight
+# Structured copy, relative to the headline's font size (each part never below the legible minimum):
+SUB_EM, PRICE_EM, BADGE_EM, CTA_EM = 0.5, 0.62, 0.4, 0.42
+SUB_GAP, ROW_GAP, CTA_GAP = 0.3, 0.35, 0.45  # em of the headline: air above the subline, price row, button
+PILL_X, PILL_Y = 0.6, 0.25  # em of the badge: its pill's padding
+BUTTON_X, BUTTON_Y = 1.2, 0.55  # em of the call to action: its button's padding
+ROW_SPACE = 0.5  # em of the price: between the price and the badge on one row
+_EMPHASIS = re.compile(r"\*\*(.+?)\*\*|==(.+?)==", re.DOTALL)
 
 
 class Box(NamedTuple):
@@ -95,6 +103,84 @@ class LayoutPlan:
     def pad_px(self) -> tuple[int, int]:
         """The copy box's inner padding (x, y) in pixels, as the template must apply it."""
         return math.ceil(PAD_X * self.font_px), math.ceil(PAD_Y * self.font_px)
+
+
+def plain_copy(text: str) -> str:
+    """The copy without its emphasis markers (``**bold**``, ``==highlight==``): what is drawn."""
+    return _EMPHASIS.sub(lambda m: plain_copy(m.group(1) or m.group(2)), text)
+
+
+@dataclass(frozen=True)
+class CopyParts:
+    """Structured copy: the headline and the optional subline, price, badge and call to action
+    (each may carry emphasis markup; sizes are estimated on the plain text)."""
+
+    headline: str
+    subline: str = ""
+    price: str = ""
+    badge: str = ""
+    cta: str = ""
+
+    def texts(self) -> list[str]:
+        """The non-empty parts, marked up as given, headline first."""
+        return [t for t in (self.headline, self.subline, self.price, self.badge, self.cta) if t]
+
+    def plain(self) -> str:
+        """All the drawn text, one part a line (for script detection and font stacks)."""
+        return "\n".join(plain_copy(t) for t in self.texts())
+
+
+@dataclass(frozen=True)
+class PartSizes:
+    """Font sizes of the parts for a headline size (the template and the estimate share them)."""
+
+    headline: int
+    subline: int
+    price: int
+    badge: int
+    cta: int
+
+    @staticmethod
+    def of(font_px: int, fmin: int) -> PartSizes:
+        part = lambda k: max(min(fmin, font_px), round(font_px * k))  # noqa: E731
+        return PartSizes(font_px, part(SUB_EM), part(PRICE_EM), part(BADGE_EM), part(CTA_EM))
+
+
+def block_height(parts: CopyParts, font_px: int, inner_w: int, style: TextStyle, fmin: int) -> tuple[int, int] | None:
+    """(headline lines, height with padding) of the whole copy block in a column ``inner_w`` wide
+    at headline size ``font_px``: an upper bound of the template's CSS; None when it cannot fit."""
+    z = PartSizes.of(font_px, fmin)
+    if inner_w < font_px:
+        return None
+    lines = count_lines(plain_copy(parts.headline), font_px, inner_w, style) if parts.headline else 0
+    h = lines * font_px * LINE_ESTIMATE + 2 * PAD_Y * font_px
+    if parts.subline:
+        sub_lines = count_lines(plain_copy(parts.subline), z.subline, inner_w, style)
+        h += SUB_GAP * font_px + sub_lines * z.subline * LINE_ESTIMATE
+    if parts.price or parts.badge:
+        price_w = text_width_em(plain_copy(parts.price), style) * z.price if parts.price else 0.0
+        badge_inner = inner_w - 2 * math.ceil(PILL_X * z.badge)
+        if parts.badge and badge_inner < z.badge:
+            return None
+        badge_w = text_width_em(plain_copy(parts.badge), style) * z.badge + 2 * PILL_X * z.badge if parts.badge else 0.0
+        badge_h = (count_lines(plain_copy(parts.badge), z.badge, badge_inner, style) * LINE_ESTIMATE + 2 * PILL_Y) \
+            * z.badge if parts.badge else 0.0
+        price_h = count_lines(plain_copy(parts.price), z.price, inner_w, style) * z.price * LINE_ESTIMATE \
+            if parts.price else 0.0
+        one_row = parts.price and parts.badge and price_w + ROW_SPACE * z.price + badge_w <= inner_w
+        h += ROW_GAP * font_px + (max(price_h, badge_h) if one_row or not (parts.price and parts.badge)
+                                  else price_h + badge_h)
+    if parts.cta:
+        button_inner = inner_w - 2 * math.ceil(BUTTON_X * z.cta)
+        if button_inner < z.cta:
+            return None
+        cta_lines = count_lines(plain_copy(parts.cta), z.cta, button_inner, style)
+        h += CTA_GAP * font_px + (cta_lines * LINE_ESTIMATE + 2 * BUTTON_Y) * z.cta
+    return lines, math.ceil(h)
+
+
+def as_parts(copy: str | CopyParts) -> CopyParts:
+    return copy if isinstance(copy, CopyParts) else CopyParts(copy)
 
 
 # ---- sizes ---------------------------------------------------------------------------------
@@ -277,17 +363,15 @@ def _font_steps(requested: int, minimum: int) -> list[int]:
     return sorted(set(sizes), reverse=True)
 
 
-def fit_font(text: str, box_w: int, box_h: int, requested: int, minimum: int,
+def fit_font(text: str | CopyParts, box_w: int, box_h: int, requested: int, minimum: int,
              style: TextStyle = TextStyle()) -> tuple[int, int] | None:
-    """The largest font in [minimum, requested] whose copy fits box_w x box_h, with its line
-    count; None when even the minimum does not fit."""
+    """The largest font in [minimum, requested] whose copy (all its parts) fits box_w x box_h,
+    with the headline's line count; None when even the minimum does not fit."""
+    parts = as_parts(text)
     for f in _font_steps(requested, minimum):
-        inner = _inner_width(box_w, f)
-        if inner < f:
-            continue
-        lines = count_lines(text, f, inner, style)
-        if copy_height(f, lines) <= box_h:
-            return f, lines
+        size = block_height(parts, f, _inner_width(box_w, f), style, minimum)
+        if size is not None and size[1] <= box_h:
+            return f, size[0]
     return None
 
 
@@ -328,7 +412,7 @@ class _Ask:
 
     canvas: tuple[int, int]
     product: tuple[int, int]  # the cut-out's size
-    copy: str
+    copy: CopyParts
     req: int  # requested font px (never below the minimum)
     fmin: int  # the legible minimum
     ground0: int  # where the scene wants the product to stand
@@ -343,9 +427,9 @@ class _Ask:
     def gap(self) -> int:
         return max(4, round(GAP * min(self.canvas)))
 
-    def lines(self, font_px: int, box_w: int) -> int | None:
-        inner = _inner_width(box_w, font_px)
-        return count_lines(self.copy, font_px, inner, self.style) if inner >= font_px else None
+    def block(self, font_px: int, box_w: int) -> tuple[int, int] | None:
+        """(headline lines, block height) at this headline size in a box this wide."""
+        return block_height(self.copy, font_px, _inner_width(box_w, font_px), self.style, self.fmin)
 
 
 def _stacked(where: str, a: _Ask, floor: float, weight: float) -> list[_Candidate]:
@@ -357,10 +441,10 @@ def _stacked(where: str, a: _Ask, floor: float, weight: float) -> list[_Candidat
     box_w = W - 2 * m
     out = []
     for f in _font_steps(a.req, a.fmin):
-        lines = a.lines(f, box_w)
-        if lines is None:
+        size = a.block(f, box_w)
+        if size is None:
             continue
-        ch = copy_height(f, lines)
+        lines, ch = size
         if where == "bottom":  # the copy takes the bottom, the product stands above it (raised if need be)
             cy = H - m - ch
             ground = min(a.ground0, cy - gap)
@@ -403,10 +487,10 @@ def _beside(a: _Ask, floor: float, weight: float, copy_left: bool, centre_copy: 
         # Copy level with the middle of the canvas for "center", else with the product's middle.
         mid = H / 2 if centre_copy else prod.y + prod.h / 2
         for f in _font_steps(a.req, a.fmin):
-            lines = a.lines(f, box_w)
-            if lines is None or copy_height(f, lines) > H - 2 * m:
+            size = a.block(f, box_w)
+            if size is None or size[1] > H - 2 * m:
                 continue
-            ch = copy_height(f, lines)
+            lines, ch = size
             cy = int(min(max(mid - ch / 2, m), H - m - ch))
             out.append(_Candidate(
                 product=prod, copy=Box(m if copy_left else W - m - box_w, cy, box_w, ch), ground=a.ground0,
@@ -473,7 +557,7 @@ def choose_third(position: str, free_space: dict[str, float] | None, avoid: Box 
 
 
 def _copy_only(
-    canvas: tuple[int, int], copy: str, position: str, req: int, fmin: int, style: TextStyle,
+    canvas: tuple[int, int], copy: CopyParts, position: str, req: int, fmin: int, style: TextStyle,
     free_space: dict[str, float] | None, avoid: Box | None,
 ) -> tuple[Box, int, int, str, list[str]]:
     """No product to place (step 2 on a given picture): the copy goes in a third of the canvas,
@@ -492,7 +576,7 @@ def _copy_only(
             raise _too_long(canvas, fmin)
         warnings.append(_long_warning(canvas, fmin))
     f, lines = fit
-    ch = copy_height(f, lines)
+    ch = block_height(copy, f, _inner_width(box_w, f), style, fmin)[1]  # type: ignore[index]  # it fitted
     anchor = {"top": y0, "center": (y0 + y1 - ch) / 2, "bottom": y1 - ch}[region]
     cy = int(min(max(anchor, m), H - m - ch))
     return Box(m, cy, box_w, ch), f, lines, region, warnings
@@ -512,17 +596,38 @@ def _long_warning(canvas: tuple[int, int], fmin: int) -> str:
 
 def _plan(
     canvas: tuple[int, int], product: Box | None, copy_box: Box, ground: int | None, panel: bool, font: int,
-    lines: int, region: str, style: TextStyle, warnings: list[str], copy: str,
+    lines: int, region: str, style: TextStyle, warnings: list[str], copy: CopyParts,
 ) -> LayoutPlan:
     pad = math.ceil(PAD_X * font)
-    measure = min(copy_box.w, text_measure(copy, font, copy_box.w - 2 * pad, style) + 2 * pad)
+    if copy.texts() == [copy.headline]:
+        measure = min(copy_box.w, text_measure(plain_copy(copy.headline), font, copy_box.w - 2 * pad, style) + 2 * pad)
+    else:
+        measure = _block_measure(copy, font, copy_box.w, style, min_font_px(canvas))
     return LayoutPlan(canvas, product, copy_box, ground, panel, font, lines, region, style.lang, warnings, measure)
+
+
+def _block_measure(parts: CopyParts, font: int, box_w: int, style: TextStyle, fmin: int) -> int:
+    """The narrowest box width (padding included) at which the whole block is no taller than in
+    ``box_w``: the band's max-width, so that a panel hugs the copy (as ``text_measure``)."""
+    def height(w: int) -> int:
+        size = block_height(parts, font, _inner_width(w, font), style, fmin)
+        return size[1] if size is not None else 1 << 30
+
+    target = height(box_w)
+    lo, hi = 1, box_w
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if height(mid) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return min(box_w, hi + 2)
 
 
 def plan_layout(
     canvas: tuple[int, int],
     product_size: tuple[int, int] | None,
-    copy: str,
+    copy: str | CopyParts,
     position: str,
     font_px_requested: int,
     *,
@@ -536,13 +641,17 @@ def plan_layout(
     ``product_size`` is the cut-out's size (None when no product is placed by us: step 2);
     ``free_space`` the analysis's per-third calm scores; ``ground`` the y where the scene's floor
     wants the product to stand; ``avoid`` a product already in the picture (step 2 with a mask).
-    Raises UserFacingError only when the copy cannot fit the canvas even at the legible minimum.
+    ``copy`` is the headline, or ``CopyParts`` (headline, subline, price, badge, call to action):
+    the copy box then holds all of them. Raises UserFacingError only when the copy cannot fit the
+    canvas even at the legible minimum.
     """
     if position not in POSITIONS:
         raise ValueError(f"text_position must be one of {', '.join(POSITIONS)}")
     W, H = canvas
-    copy = copy.strip("\n ")
-    style = style or TextStyle(lang=script_lang(copy))
+    parts = as_parts(copy)
+    parts = replace(parts, headline=parts.headline.strip("\n "))
+    copy = parts.headline
+    style = style or TextStyle(lang=script_lang(parts.plain()))
     fmin = min_font_px(canvas)
     req = max(fmin, font_px_requested)
     ground0 = int(min(H - 2, max(H * 0.3, ground if ground is not None else H * DEFAULT_GROUND)))
@@ -550,8 +659,8 @@ def plan_layout(
     if product_size is None:
         if not copy:
             return LayoutPlan(canvas, None, None, None, False, req, 0, position, style.lang)
-        box, f, lines, region, warnings = _copy_only(canvas, copy, position, req, fmin, style, free_space, avoid)
-        return _plan(canvas, None, box, None, False, f, lines, region, style, warnings, copy)
+        box, f, lines, region, warnings = _copy_only(canvas, parts, position, req, fmin, style, free_space, avoid)
+        return _plan(canvas, None, box, None, False, f, lines, region, style, warnings, parts)
 
     pw, ph = max(1, product_size[0]), max(1, product_size[1])
     nat = min(H * PRODUCT_H / ph, W * PRODUCT_W / pw)
@@ -559,22 +668,23 @@ def plan_layout(
     if not copy:
         return LayoutPlan(canvas, natural, None, ground0, False, req, 0, position, style.lang)
 
-    best = _best(_Ask(canvas, (pw, ph), copy, req, fmin, ground0, nat, style), position, free_space)
+    best = _best(_Ask(canvas, (pw, ph), parts, req, fmin, ground0, nat, style), position, free_space)
     if best is not None:
         warnings = []
-        if best.font == fmin < req and count_lines(copy, fmin, _inner_width(best.copy.w, fmin), style) > 1:
+        if best.font == fmin < req and (len(parts.texts()) > 1 or count_lines(
+                plain_copy(copy), fmin, _inner_width(best.copy.w, fmin), style) > 1):
             warnings.append(_long_warning(canvas, fmin))
         if best.product_ratio < MIN_PRODUCT:
             warnings.append("The product was made smaller than usual to leave room for the copy.")
         return _plan(canvas, best.product, best.copy, best.ground, False, best.font, best.lines, best.region, style,
-                     warnings, copy)
+                     warnings, parts)
 
     # No arrangement keeps them apart: the copy goes where it was asked, over the product, on a panel.
     box, f, lines, region, warnings = _copy_only(
-        canvas, copy, "top" if position == "auto" else position, req, fmin, style, free_space, None)
+        canvas, parts, "top" if position == "auto" else position, req, fmin, style, free_space, None)
     warnings.append("The copy could not be kept clear of the product at a legible size, so it is set on a panel "
                     "over the picture.")
-    return _plan(canvas, natural, box, ground0, True, f, lines, region, style, warnings, copy)
+    return _plan(canvas, natural, box, ground0, True, f, lines, region, style, warnings, parts)
 
 
 # ---- scenery under the copy ----------------------------------------------------------------

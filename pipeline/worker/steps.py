@@ -25,13 +25,13 @@ from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.design.prompt import build_prompt
 from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
-from pipeline.worker.layout import plan_layout, requested_font_px, with_scenery
+from pipeline.worker.layout import plain_copy, plan_layout, requested_font_px, with_scenery
 from pipeline.worker.render.browser import RenderError, TextRenderer
 from pipeline.worker.stages.analyze import free_space
 from pipeline.worker.stages.card import product_card
 from pipeline.worker.stages.composite import composite as composite_product
 from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD, apply_mask, cut_out, has_useful_alpha
-from pipeline.worker.stages.design import Design, DesignSpec, design_template, plan_copy, text_style
+from pipeline.worker.stages.design import Design, DesignSpec, copy_parts, design_template, plan_copy, text_style
 
 
 @dataclass
@@ -96,9 +96,9 @@ def composite(ctx: JobContext, svc: Services) -> None:
     canvas = (ctx.width, ctx.height)
     # One plan for product and copy: the product goes where the copy will not be.
     ctx.layout = plan_layout(
-        canvas, ctx.cutout.size, r.text_content or "", r.text_position, requested_font_px(r.text_size, canvas),
+        canvas, ctx.cutout.size, copy_parts(r), r.text_position, requested_font_px(r.text_size, canvas),
         free_space=free_space(ctx.background, None), ground=round(ctx.hints.get("ground", 0.86) * ctx.height),
-        style=text_style(r.text_content or "", r.html_style_prompt),
+        style=text_style(copy_parts(r).plain(), r.html_style_prompt),
     )
     ctx.warnings.extend(ctx.layout.warnings)
     ctx.composite, ctx.mask = composite_product(
@@ -130,9 +130,10 @@ def design(ctx: JobContext, svc: Services) -> None:
     spec = DesignSpec(
         text=r.text_content or "", style_prompt=r.html_style_prompt, font_family=r.font_family,
         font_weight=r.font_weight, text_color=r.text_color, text_size=r.text_size, position=r.text_position,
-        width=ctx.width, height=ctx.height,
+        width=ctx.width, height=ctx.height, subline=r.subline or "", price=r.price or "", badge=r.badge or "",
+        cta=r.cta or "",
     )
-    ctx.font_css = font_face_css(parse_font_family(r.font_family), spec.text, svc.fonts_dir)
+    ctx.font_css = font_face_css(parse_font_family(r.font_family), spec.parts.plain(), svc.fonts_dir)
     if ctx.layout is None or ctx.layout.copy_box is None:  # step 2: no product placed by this job
         ctx.layout = plan_copy(spec, ctx.analysis, ctx.mask)
         ctx.warnings.extend(ctx.layout.warnings)
@@ -198,8 +199,8 @@ def _choose_design(ctx: JobContext, svc: Services, template: Design) -> Design:
         ctx.design_note = "use_llm_html is false: template designer"
         return template
     prompt = build_prompt(
-        text=r.text_content or "", style=r.html_style_prompt,
-        font_stack=css_font_stack(parse_font_family(r.font_family), r.text_content or "", svc.fonts_dir),
+        text=r.text_content or "", style=r.html_style_prompt, parts=copy_parts(r),
+        font_stack=css_font_stack(parse_font_family(r.font_family), copy_parts(r).plain(), svc.fonts_dir),
         weight=r.font_weight, color=r.text_color,
         size_px=template.font_px, position=r.text_position, copy_box=_copy_box(ctx), width=ctx.width,
         height=ctx.height, analysis=ctx.analysis, product_bbox=ctx.product_bbox(),
@@ -238,13 +239,21 @@ def _usable(ctx: JobContext, source: str, text: str, template: Design, notes: li
     except ValueError as exc:
         notes.append(f"{source}: {exc}")
         return None
-    if not contains_copy(clean.text, ctx.request.text_content or ""):
-        notes.append(f"{source} answer did not contain the ad copy")
+    names = ("headline", "subline", "price", "badge", "cta")
+    missing = [name for name, part in zip(names, _part_list(ctx), strict=True)
+               if part and not contains_copy(clean.text, plain_copy(part))]
+    if missing:
+        notes.append(f"{source} answer did not contain the ad copy ({', '.join(missing)})")
         return None
     ctx.design_removed = tuple(clean.removed)
     ctx.designer, ctx.design_note = source, "; ".join(notes)
     doc = build_document(clean, ctx.width, ctx.height, ctx.font_css)
     return replace(template, html=doc, designer=source)
+
+
+def _part_list(ctx: JobContext) -> list[str]:
+    p = copy_parts(ctx.request)
+    return [p.headline, p.subline, p.price, p.badge, p.cta]
 
 
 def _render_layer(ctx: JobContext, svc: Services) -> Image.Image:

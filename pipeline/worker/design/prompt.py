@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.messages import DesignPrompt
+
+if TYPE_CHECKING:
+    from pipeline.worker.layout import CopyParts
 
 SYSTEM_PROMPT = """You are a senior advertising typographer. You write the text layer of an ad as ONE
 self-contained HTML document that is rendered on a transparent canvas and composited over a photo.
@@ -17,7 +20,7 @@ Answer with the HTML document only."""
 def build_prompt(
     *, text: str, style: str, font_stack: str, weight: str, color: str | None, size_px: int, position: str,
     copy_box: tuple[int, int, int, int], width: int, height: int, analysis: dict[str, Any] | None,
-    product_bbox: list[int] | None,
+    product_bbox: list[int] | None, parts: CopyParts | None = None,
 ) -> DesignPrompt:
     x, y, w, h = copy_box  # the layout plan's box for the copy: clear of the product, inside the margins
     if analysis:
@@ -40,7 +43,7 @@ def build_prompt(
         *lines,
         "",
         "[Ad]",
-        f"- Copy (use exactly this text, line breaks may move): \"{text}\"",
+        *_copy_lines(text, parts),
         f"- Style hint: {style}",
         f"- font-family: {font_stack}; font-weight: {weight}; base size about {size_px}px",
         f"- Text colour: {color or 'choose one with strong contrast against the background region'}",
@@ -52,3 +55,21 @@ def build_prompt(
         avoid,
     ])
     return DesignPrompt(system=SYSTEM_PROMPT, user=user)
+
+
+def _copy_lines(text: str, parts: CopyParts | None) -> list[str]:
+    """The copy as structured input: each part the designer must set, and the emphasis markup."""
+    if parts is None or parts.texts() == [parts.headline]:
+        lines = [f"- Copy (use exactly this text, line breaks may move): \"{text}\""]
+    else:
+        lines = ["- Copy, in parts; use exactly these texts (line breaks may move), each one:"]
+        for label, value in (("Headline (largest)", parts.headline), ("Subline (smaller, under the headline)",
+                             parts.subline), ("Price (prominent)", parts.price),
+                             ("Badge (small pill beside the price, e.g. a discount)", parts.badge),
+                             ("Call to action (draw it as a button)", parts.cta)):
+            if value:
+                lines.append(f"  - {label}: \"{value}\"")
+    if any("**" in t or "==" in t for t in ([text] if parts is None else parts.texts())):
+        lines.append("- Emphasis markup: text between ** and ** is bold (<strong>), between == and == highlighted "
+                     "(<mark>); write the tags, never the ** or == markers themselves.")
+    return lines

@@ -19,12 +19,23 @@ from PIL import Image
 from pipeline.cssvalues import css_font_stack, is_gradient, parse_font_family
 from pipeline.fonts import copy_attributes
 from pipeline.worker.layout import (
+    BUTTON_X,
+    BUTTON_Y,
+    CTA_GAP,
     LINE_HEIGHT,
+    PILL_X,
+    PILL_Y,
+    ROW_GAP,
+    ROW_SPACE,
+    SUB_GAP,
     Box,
+    CopyParts,
     LayoutPlan,
+    PartSizes,
     TextStyle,
     choose_third,
     fit_font,
+    min_font_px,
     plan_layout,
     requested_font_px,
     script_lang,
@@ -43,6 +54,37 @@ class DesignSpec:
     position: str  # top / center / bottom / auto
     width: int
     height: int
+    subline: str = ""
+    price: str = ""
+    badge: str = ""
+    cta: str = ""
+
+    @property
+    def parts(self) -> CopyParts:
+        return CopyParts(self.text, self.subline, self.price, self.badge, self.cta)
+
+
+def copy_parts(request: Any) -> CopyParts:
+    """The structured copy of a GenerateRequest (headline = text_content)."""
+    return CopyParts(request.text_content or "", request.subline or "", request.price or "", request.badge or "",
+                     request.cta or "")
+
+
+_MARKUP = re.compile(r"\*\*(.+?)\*\*|==(.+?)==", re.DOTALL)
+
+
+def render_markup(text: str, nested: bool = False) -> str:
+    """Our tiny safe markup as HTML: ``**bold**`` -> <strong>, ``==highlight==`` -> <mark>; every
+    other character (``<``, ``&``, quotes...) is escaped, so copy can never carry HTML."""
+    out, pos = [], 0
+    for m in _MARKUP.finditer(text):
+        out.append(html.escape(text[pos:m.start()]))
+        tag = "strong" if m.group(1) is not None else "mark"
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        out.append(f"<{tag}>{html.escape(inner) if nested else render_markup(inner, True)}</{tag}>")
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>")
 
 
 @dataclass(frozen=True)
@@ -106,8 +148,8 @@ def plan_copy(spec: DesignSpec, analysis: dict[str, Any] | None, mask: np.ndarra
     the canvas for ``auto`` (never the one holding a product the mask shows)."""
     canvas = (spec.width, spec.height)
     return plan_layout(
-        canvas, None, spec.text, spec.position, requested_font_px(spec.text_size, canvas),
-        free_space=(analysis or {}).get("free_space"), style=text_style(spec.text, spec.style_prompt),
+        canvas, None, spec.parts, spec.position, requested_font_px(spec.text_size, canvas),
+        free_space=(analysis or {}).get("free_space"), style=text_style(spec.parts.plain(), spec.style_prompt),
         avoid=mask_box(mask),
     )
 
@@ -129,6 +171,29 @@ def _panel(color: str) -> str:
     lum = _hex_luminance(color)
     fill = "rgba(255,255,255,.78)" if lum is not None and lum < 0.4 else "rgba(12,12,14,.58)"
     return f"background: {fill}; border-radius: .28em; box-shadow: 0 .1em .5em rgba(0,0,0,.18)"
+
+
+def _secondary(parts: CopyParts) -> str:
+    """Subline, price row (price and badge) and call-to-action button under the headline."""
+    out = ""
+    if parts.subline:
+        out += f'<div class="sub">{render_markup(parts.subline)}</div>'
+    if parts.price or parts.badge:
+        row = (f'<span class="price">{render_markup(parts.price)}</span>' if parts.price else "") + \
+              (f'<span class="badge">{render_markup(parts.badge)}</span>' if parts.badge else "")
+        out += f'<div class="row">{row}</div>'
+    if parts.cta:
+        out += f'<div class="cta"><span class="button" role="button">{render_markup(parts.cta)}</span></div>'
+    return out
+
+
+def _accent(color: str) -> tuple[str, str]:
+    """Fill and text colour of the badge and the button: the copy's colour when it is a plain
+    colour, with dark or white lettering on it; a warm accent under gradient copy."""
+    lum = _hex_luminance(color)
+    if is_gradient(color) or lum is None:
+        return ("#e8453c", "#ffffff") if is_gradient(color) else (color, "#1d1d1f")
+    return color, ("#1d1d1f" if lum > 0.5 else "#ffffff")
 
 
 def _effects(style: str, color: str, gradient: bool) -> list[str]:
@@ -175,7 +240,11 @@ def design_template(
     )
     rules = ";\n  ".join([paint, *_effects(spec.style_prompt, color, gradient)])
     panel = f" {_panel(color)};" if plan.panel else ""
-    body = "<br>".join(html.escape(line) for line in spec.text.split("\n"))
+    parts = spec.parts
+    text = parts.plain()  # every part's text: the font stack and dir/lang cover all of them
+    body = f'<div class="copy">{render_markup(parts.headline)}</div>' + _secondary(parts)
+    z = PartSizes.of(font_px, min_font_px((spec.width, spec.height)))
+    accent = _accent(color)
     doc = f"""<!doctype html>
 <html lang="{plan.lang}"><head><meta charset="utf-8"><style>
 {font_css}
@@ -183,11 +252,24 @@ html, body {{ margin: 0; width: {spec.width}px; height: {spec.height}px; backgro
 body {{ box-sizing: border-box; display: flex; align-items: center; justify-content: center;
   padding: {box.y}px {spec.width - box.right}px {spec.height - box.bottom}px {box.x}px; }}
 .band {{ box-sizing: border-box; max-width: min(100%, {plan.measure_px}px); padding: {pad_y}px {pad_x}px;{panel} }}
-.copy {{ text-align: center; line-height: {LINE_HEIGHT}; {_line_breaking(plan.lang)}; text-wrap: balance;
-  font-family: {css_font_stack(parse_font_family(spec.font_family), spec.text)};
-  font-weight: {spec.font_weight}; font-size: {font_px}px;
-  {rules}; }}
+.block {{ text-align: center; line-height: {LINE_HEIGHT}; {_line_breaking(plan.lang)};
+  font-family: {css_font_stack(parse_font_family(spec.font_family), text)}; font-weight: {spec.font_weight}; }}
+.copy {{ text-wrap: balance; font-size: {font_px}px; {rules}; }}
+.sub {{ margin-top: {round(SUB_GAP * font_px)}px; font-size: {z.subline}px; font-weight: 400; text-wrap: balance;
+  {paint}; filter: drop-shadow(0 2px 5px rgba(0,0,0,.35)); }}
+.row {{ margin-top: {round(ROW_GAP * font_px)}px; display: flex; flex-wrap: wrap; justify-content: center;
+  align-items: center; gap: 0 {round(ROW_SPACE * z.price)}px; }}
+.price {{ font-size: {z.price}px; font-weight: 800; max-width: 100%; {paint}; filter: drop-shadow(0 2px 6px rgba(0,0,0,.35)); }}
+.badge {{ font-size: {z.badge}px; max-width: 100%; box-sizing: border-box; padding: {round(PILL_Y * z.badge)}px
+  {round(PILL_X * z.badge)}px; border-radius: {round(z.badge * 0.5)}px; background: #e8453c; color: #ffffff; }}
+.cta {{ margin-top: {round(CTA_GAP * font_px)}px; }}
+.button {{ display: inline-block; box-sizing: border-box; max-width: 100%; font-size: {z.cta}px;
+  padding: {round(BUTTON_Y * z.cta)}px {round(BUTTON_X * z.cta)}px; border-radius: {round(z.cta * 1.2)}px;
+  background: {accent[0]}; color: {accent[1]}; box-shadow: 0 .15em .5em rgba(0,0,0,.25); }}
+strong {{ font-weight: 900; -webkit-text-stroke: .035em currentColor; }}  /* heavier even in a bold line */
+mark {{ background: rgba(255,214,10,.92); color: #1d1d1f; -webkit-text-fill-color: #1d1d1f; border-radius: .12em;
+  box-shadow: .14em 0 0 rgba(255,214,10,.92), -.14em 0 0 rgba(255,214,10,.92); }}
 </style></head>
-<body><div class="band"><div class="copy"{copy_attributes(spec.text)}>{body}</div></div></body></html>
+<body><div class="band"><div class="block"{copy_attributes(text)}>{body}</div></div></body></html>
 """
     return Design(html=doc, region=plan.region, font_px=font_px, color=color)
