@@ -23,6 +23,8 @@ MAX_COPY_CHARS = 300
 MAX_PROMPT_CHARS = 2000
 
 FontWeight = Literal["normal", "bold", "lighter", "bolder", "100", "200", "300", "400", "500", "600", "700", "800", "900"]
+# How far refinement may relight the product's own pixels (pipeline/worker/stages/fidelity.py enforces it).
+Relight = Literal["none", "subtle", "full"]
 
 
 def _reject_control_chars(value: str | None, field: str, allow_newlines: bool) -> str | None:
@@ -149,6 +151,13 @@ class GenerateRequest(BaseModel):
     text_size: Annotated[int, Field(ge=8, le=400)] = Field(72, description="Font size in CSS pixels at 1024 px.")
     use_llm_html: bool = Field(True, description="Let an LLM write the HTML/CSS (else the template designer).")
     strength: Annotated[float, Field(ge=0.0, le=1.0)] = Field(0.6, description="Refinement strength (img2img).")
+    relight: Relight = Field(
+        "subtle", description="Addition: how much refinement may relight the product itself. none: the product's "
+        "pixels stay exactly as photographed (only its edge blends into the scene); subtle: the scene's light and "
+        "colour cast at most a mean CIEDE2000 of 3 in the product's core (retried once with another seed, then "
+        "limited, with a warning); full: the scene's light may change its colours more. Always measured: "
+        "product_fidelity in the status.",
+    )
     guidance_scale: Annotated[float, Field(ge=0.0, le=30.0)] = Field(3.5, description="Diffusion guidance scale.")
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(None, description="null = random; reported back.")
     test_mode: bool = Field(False, description="Use the fast CPU draft backend whatever the server default is.")

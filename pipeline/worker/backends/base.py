@@ -28,7 +28,11 @@ class Backend(Protocol):
         self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
         guidance: float, seed: int, on_step: StepCallback,
     ) -> Image.Image:
-        """The composite made coherent (light, colour, contact) while keeping the product."""
+        """The composite made coherent (light, colour, contact) while keeping the product.
+
+        A backend that relights the product itself may also take ``relight: Relight`` (keyword, default
+        "subtle") and is then given the request's; either way ``stages/fidelity.keep_product`` restores and
+        measures the product after it, the same for every backend."""
 
     def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
         """The design doc's four keys (spatial, color_material, lighting_mood, overall) and free_space."""

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pipeline.schemas import Relight
 from pipeline.worker.backends.base import StepCallback
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.background import generate_draft
-from pipeline.worker.stages.refine import harmonise
 from pipeline.worker.stages.cutout import CutoutResult, cut_out
+from pipeline.worker.stages.refine import harmonise
 
 
 class DraftBackend:
@@ -32,10 +33,10 @@ class DraftBackend:
 
     def refine(
         self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
-        guidance: float, seed: int, on_step: StepCallback,
+        guidance: float, seed: int, on_step: StepCallback, relight: Relight = "subtle",
     ) -> Image.Image:
         on_step(0.1, "refinement (tone harmonisation)")
-        return harmonise(composite, mask, strength)
+        return harmonise(composite, mask, strength, relight)
 
     def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
         on_step(0.1, "image_analysis (statistics)")

@@ -1,8 +1,13 @@
-"""Refinement (draft): harmonise the product's tones with the scene's light.
+"""Refinement (draft): harmonise the product's tones with the scene's light, within what ``relight`` allows.
 
-The product's colour statistics are pulled part of the way towards the scene's (in Lab),
+The product's colour statistics are pulled part of the way towards the scene's (in CIE Lab),
 and its edges pick up a little of the blurred surroundings ("light wrap"), which is what
 makes a pasted object look lit by the room. ``strength`` scales both, like img2img's.
+
+``relight`` follows the same rule as the model backends (``stages/fidelity.py``):
+``none`` pulls nothing and keeps the light wrap on the rim outside the product's eroded core;
+``subtle`` limits the pull per pixel to ``SUBTLE_BUDGET`` CIEDE2000, so a red product stays
+its own red on a warm wooden scene; ``full`` pulls as far as the scene asks.
 """
 
 from __future__ import annotations
@@ -11,23 +16,49 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pipeline.schemas import Relight
+from pipeline.worker.stages.fidelity import SUBTLE_BUDGET, lab_to_srgb, limit_change, product_core, srgb_to_lab
 
-def harmonise(image: Image.Image, mask: np.ndarray, strength: float) -> Image.Image:
+_PULL = np.array([0.15, 0.35, 0.35], np.float32)  # a/b (colour cast) more than L (exposure)
+
+
+def _scene_mean(rgb: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """Mean Lab of the scene, from a thumbnail (the mean needs no more, and 4096 px canvases stay cheap)."""
+    h, w = outside.shape
+    step = max(1, round(max(h, w) / 256))
+    return srgb_to_lab(rgb[::step, ::step][outside[::step, ::step]]).mean(axis=0)
+
+
+def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Relight = "subtle") -> Image.Image:
     rgb = np.asarray(image.convert("RGB"))
-    m = mask.astype(np.float32) / 255.0
-    inside, outside = m > 0.5, m < 0.05
+    m_full = mask.astype(np.float32) / 255.0
+    inside, outside = m_full > 0.5, m_full < 0.05
     if inside.sum() < 16 or outside.sum() < 16 or strength <= 0:
         return image.convert("RGB")
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    prod_mean, scene_mean = lab[inside].mean(axis=0), lab[outside].mean(axis=0)
-    # Move a/b (colour cast) more than L (exposure): the product's own colours must stay itself.
-    pull = np.array([0.15, 0.35, 0.35], np.float32) * strength
+    scene_mean = _scene_mean(rgb, outside)
+    # Work on the product's box, grown by the light wrap's reach: everything else is left as it is.
+    wrap_sigma = max(2.0, rgb.shape[1] / 200)
+    rim_sigma = max(2.0, rgb.shape[1] / 300)
+    pad = int(3 * max(wrap_sigma, rim_sigma)) + 2
+    ys, xs = np.nonzero(m_full > 0)
+    box = (slice(max(0, ys.min() - pad), ys.max() + pad + 1), slice(max(0, xs.min() - pad), xs.max() + pad + 1))
+    crop, m = rgb[box], m_full[box]
+    lab = srgb_to_lab(crop)
+    prod_mean = lab[m > 0.5].mean(axis=0)
+    pull = _PULL * strength if relight != "none" else np.zeros(3, np.float32)
     shifted = lab + (scene_mean - prod_mean) * pull
+    if relight == "subtle":  # per pixel, on the product only (the rest of the box keeps its own pixels)
+        on = m > 0
+        shifted[on] = limit_change(lab[on], shifted[on], SUBTLE_BUDGET)
     # Light wrap: blurred scene bleeding onto the product's rim.
-    blurred = cv2.GaussianBlur(lab, (0, 0), sigmaX=max(2.0, rgb.shape[1] / 200))
-    rim = np.clip(cv2.GaussianBlur(1.0 - m, (0, 0), sigmaX=max(2.0, rgb.shape[1] / 300)) * m * 2.0, 0, 1)
-    wrap = rim[..., None] * 0.35 * strength
+    blurred = cv2.GaussianBlur(lab, (0, 0), sigmaX=wrap_sigma)
+    rim = np.clip(cv2.GaussianBlur(1.0 - m, (0, 0), sigmaX=rim_sigma) * m * 2.0, 0, 1)
+    if relight != "full":  # the wrap stays on the rim: the product's core keeps its own colours
+        rim *= 1.0 - product_core(mask[box])[1]
+    wrap = (rim * 0.35 * strength)[..., None]
     shifted = shifted * (1 - wrap) + blurred * wrap
-    out = lab * (1 - m[..., None]) + shifted * m[..., None]
-    out_rgb = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-    return Image.fromarray(out_rgb, "RGB")
+    out = lab_to_srgb(lab * (1 - m[..., None]) + shifted * m[..., None])
+    result = rgb.copy()
+    touched = m > 0  # outside the product the pixels are copied, not round-tripped through Lab
+    result[box][touched] = np.clip(np.rint(out[touched]), 0, 255).astype(np.uint8)
+    return Image.fromarray(result, "RGB")
