@@ -113,6 +113,8 @@ class JobReport:
     warnings: tuple[str, ...] = ()  # one sentence each, for the person
     cutout_confidence: float | None = None
     output_file: str | None = None  # the delivered ad in the output folder (absolute path)
+    product_fidelity: dict[str, float] | None = None  # delta_e_mean, ssim in the product's core (refine stage)
+    provenance: dict[str, Any] | None = None  # what the delivered files' metadata says made them
 
 
 @dataclass(frozen=True)

@@ -293,6 +293,16 @@ class StatusResponse(BaseModel):
                                 "this ad (a fallback layout, an upscaled photo...), one sentence each.")
     cutout_confidence: float | None = Field(None, description="Addition: 0..1, how clean the product cut-out is; "
                                             "below the threshold a deliberate fallback layout is used.")
+    product_fidelity: dict[str, float] | None = Field(
+        None, description="Addition: how far refinement moved the product's own pixels, measured in its eroded core "
+        "against the product as placed: delta_e_mean (mean CIEDE2000; <= 3 with relight none/subtle) and ssim "
+        "(structural similarity, 1 = identical). null when no product was refined (step 2 jobs).",
+    )
+    provenance: dict[str, Any] | None = Field(
+        None, description="Addition: what made this image, as written into every delivered file (PNG iTXt + XMP, "
+        "JPEG/WebP XMP + EXIF): generator, backend, profile, models with revisions and licences, seed, relight and "
+        "the IPTC digital source type.",
+    )
     output_file: str | None = Field(None, description="Addition: absolute path of the finished ad in the "
                                     "server's output folder (open it from there).")
     download_url: str | None = Field(None, description="Addition: HTTP path of the delivered file on this server "

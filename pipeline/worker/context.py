@@ -15,6 +15,7 @@ from pipeline.messages import JobReport
 from pipeline.schemas import GenerateRequest
 from pipeline.worker.backends.base import Backend, StepCallback
 from pipeline.worker.layout import LayoutPlan
+from pipeline.worker.provenance import write_png
 from pipeline.worker.stages.design import Design
 
 
@@ -54,6 +55,9 @@ class JobContext:
     warnings: list[str] = field(default_factory=list)  # one sentence each, for the person
     cutout_confidence: float | None = None
     output_file: str | None = None
+    product_fidelity: dict[str, float] | None = None  # set by refine (stages/fidelity.py)
+    refine_seed: int | None = None  # the seed of the kept refinement (seed + 1 after a retry)
+    provenance: dict[str, Any] | None = None  # written into step1.png, final.png and the delivered file
     artifacts: list[str] = field(default_factory=list)
 
     @property
@@ -68,8 +72,11 @@ class JobContext:
         if self.stop_requested():
             raise JobStopped()
 
-    def save(self, name: str, img: Image.Image) -> None:
-        save_png(img, self.job_dir / name)
+    def save(self, name: str, img: Image.Image, provenance: dict[str, Any] | None = None) -> None:
+        if provenance is None:
+            save_png(img, self.job_dir / name)
+        else:  # metadata chunks saying what made the image (pipeline/worker/provenance.py)
+            write_png(img, self.job_dir / name, provenance)
         self.artifacts.append(name)
 
     def write_text(self, name: str, text: str) -> None:
@@ -88,5 +95,5 @@ class JobContext:
             designer=self.designer, design_note=self.design_note, design_removed=self.design_removed,
             text_region=t.region if t else None, font_px=t.font_px if t else None,
             warnings=tuple(dict.fromkeys(self.warnings)), cutout_confidence=self.cutout_confidence,
-            output_file=self.output_file,
+            output_file=self.output_file, product_fidelity=self.product_fidelity, provenance=self.provenance,
         )

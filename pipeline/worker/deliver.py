@@ -12,8 +12,11 @@ import re
 import time
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
+
+from pipeline.worker.provenance import save_kwargs
 
 _EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _SLUG_CHARS = 40
@@ -33,18 +36,21 @@ def output_name(job_id: str, copy: str | None, fmt: str, when: float | None = No
     return f"{day}_{slug(copy)}_{job_id[:8]}.{_EXT[fmt]}"
 
 
-def deliver(image: Image.Image, folder: Path, name: str, fmt: str, quality: int) -> Path:
-    """Write atomically (a reader never sees half a file); returns the absolute path."""
+def deliver(
+    image: Image.Image, folder: Path, name: str, fmt: str, quality: int, provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write atomically (a reader never sees half a file), with ``provenance`` embedded; returns the absolute path."""
     folder = folder.expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / name).resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rgb = image.convert("RGB")
+    meta = save_kwargs(fmt, provenance)  # PNG iTXt + XMP; JPEG/WebP XMP + EXIF
     if fmt == "jpeg":
-        rgb.save(tmp, format="JPEG", quality=quality, optimize=True, progressive=True)
+        rgb.save(tmp, format="JPEG", quality=quality, optimize=True, progressive=True, **meta)
     elif fmt == "webp":
-        rgb.save(tmp, format="WEBP", quality=quality, method=4)
+        rgb.save(tmp, format="WEBP", quality=quality, method=4, **meta)
     else:
-        rgb.save(tmp, format="PNG", optimize=False, compress_level=6)
+        rgb.save(tmp, format="PNG", optimize=False, compress_level=6, **meta)
     os.replace(tmp, path)
     return path

@@ -26,12 +26,14 @@ from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.design.prompt import build_prompt
 from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
 from pipeline.worker.layout import plain_copy, plan_layout, requested_font_px, with_scenery
+from pipeline.worker.provenance import job_provenance
 from pipeline.worker.render.browser import RenderError, TextRenderer
 from pipeline.worker.stages.analyze import free_space
 from pipeline.worker.stages.card import product_card
 from pipeline.worker.stages.composite import composite as composite_product
 from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD, apply_mask, cut_out, has_useful_alpha
 from pipeline.worker.stages.design import Design, DesignSpec, copy_parts, design_template, plan_copy, text_style
+from pipeline.worker.stages.fidelity import keep_product, relight_kwargs
 
 
 @dataclass
@@ -111,11 +113,20 @@ def composite(ctx: JobContext, svc: Services) -> None:
 def refine(ctx: JobContext, svc: Services) -> None:
     r = ctx.request
     assert ctx.composite is not None and ctx.mask is not None
-    ctx.step1 = ctx.backend.refine(
-        ctx.composite, ctx.mask, r.bg_composition_prompt, r.bg_composition_negative_prompt, r.strength,
-        r.guidance_scale, ctx.seed, ctx.on_step,
-    )
-    ctx.save("step1.png", ctx.step1)
+    composite, mask, relight = ctx.composite, ctx.mask, relight_kwargs(ctx.backend.refine, r.relight)
+
+    def run(seed: int) -> Image.Image:
+        return ctx.backend.refine(composite, mask, r.bg_composition_prompt, r.bg_composition_negative_prompt,
+                                  r.strength, r.guidance_scale, seed, ctx.on_step, **relight)
+
+    # Every backend's result goes through the same restore + measure (+ one retry with seed + 1).
+    kept = keep_product(run, composite, mask, r.relight, ctx.seed,
+                        on_retry=lambda note: ctx.on_step(0.5, f"{registry.REFINE.label} ({note})"))
+    ctx.step1, ctx.refine_seed = kept.image, kept.seed
+    ctx.product_fidelity = kept.fidelity.as_dict() if kept.fidelity else None
+    ctx.warnings.extend(kept.warnings)
+    ctx.provenance = job_provenance(ctx)
+    ctx.save("step1.png", ctx.step1, ctx.provenance)
     save_preview(ctx.step1, ctx.job_dir / "preview.jpg")
 
 
@@ -164,12 +175,13 @@ def deliver_final(ctx: JobContext, svc: Services) -> None:
     """After the plan: the final image in the job folder and, for people, in the output folder."""
     image = ctx.final or ctx.step1
     assert image is not None
-    if ctx.final is None:  # no copy: step 1 is the final image
-        ctx.save("final.png", image)
+    # final.png (written again when the copy stage made it) and the delivered file say what made them.
+    ctx.provenance = job_provenance(ctx)
+    ctx.save("final.png", image, ctx.provenance)
     r = ctx.request
     try:
         path = deliver(image, svc.output_dir, output_name(ctx.job_id, r.text_content, r.output_format),
-                       r.output_format, r.quality)
+                       r.output_format, r.quality, ctx.provenance)
     except OSError as exc:  # a full or read-only output folder must not lose the finished job
         ctx.warnings.append(f"The ad could not be written to the output folder ({exc.strerror or exc}); "
                             "it is still available from the job's final_result.")
