@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, get_args, get_origin
@@ -119,33 +119,7 @@ def build_document(routes: list[RouteSpec], title: str = "adgen REST API") -> di
     error = _json(refs[(ApiError, "serialization")], "error: which field is wrong and what is allowed")
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
-        op: dict[str, Any] = {"operationId": r.operation_id, "summary": r.summary}
-        if r.description:
-            op["description"] = r.description
-        params = [_parameter(n, "path", r.path_params.get(n, str)) for n in _PATH_PARAM.findall(r.path)]
-        params += [_parameter(n, "query", p) for n, p in r.query.items()]
-        if params:
-            op["parameters"] = params
-        if r.request is not None:
-            op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": refs[(r.request, "validation")]}}}
-        if r.response is not None:
-            ok = _json(body(r.response), "success")
-        elif r.content:
-            ok = {"description": "success", "content": {media: {} for media in r.content}}
-        else:
-            ok = {"description": "success"}
-        responses: dict[str, Any] = {"200": ok}
-        for code, other in sorted(r.responses.items()):
-            described, model = (other, None) if isinstance(other, str) else other
-            responses[str(code)] = {**(_json(body(model), "") if model else error), "description": described}
-        if r.path not in OPEN_PATHS:  # the bearer token is required only when the server sets ADGEN_TOKEN
-            op["security"] = [{"bearer": []}, {}]
-            responses.setdefault("401", {**error, "description": "missing or wrong bearer token (ADGEN_TOKEN set)"})
-        else:
-            op["security"] = [{}]
-        op["responses"] = responses
-        paths.setdefault(r.path, {})[r.method.lower()] = op
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, refs, body, error)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": _version(),
@@ -159,6 +133,37 @@ def build_document(routes: list[RouteSpec], title: str = "adgen REST API") -> di
         },
     }
 
+
+def _operation(r: RouteSpec, refs: dict[Any, Any], body: Callable[[Any], dict[str, Any]],
+               error: dict[str, Any]) -> dict[str, Any]:
+    """One route's operation object: parameters, request body, responses, security."""
+    op: dict[str, Any] = {"operationId": r.operation_id, "summary": r.summary}
+    if r.description:
+        op["description"] = r.description
+    params = [_parameter(n, "path", r.path_params.get(n, str)) for n in _PATH_PARAM.findall(r.path)]
+    params += [_parameter(n, "query", p) for n, p in r.query.items()]
+    if params:
+        op["parameters"] = params
+    if r.request is not None:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": refs[(r.request, "validation")]}}}
+    if r.response is not None:
+        ok = _json(body(r.response), "success")
+    elif r.content:
+        ok = {"description": "success", "content": {media: {} for media in r.content}}
+    else:
+        ok = {"description": "success"}
+    responses: dict[str, Any] = {"200": ok}
+    for code, other in sorted(r.responses.items()):
+        described, model = (other, None) if isinstance(other, str) else other
+        responses[str(code)] = {**(_json(body(model), "") if model else error), "description": described}
+    if r.path not in OPEN_PATHS:  # the bearer token is required only when the server sets ADGEN_TOKEN
+        op["security"] = [{"bearer": []}, {}]
+        responses.setdefault("401", {**error, "description": "missing or wrong bearer token (ADGEN_TOKEN set)"})
+    else:
+        op["security"] = [{}]
+    op["responses"] = responses
+    return op
 
 def _version() -> str:
     try:

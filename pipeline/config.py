@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     chromium_path: str = Field(default_factory=_find_chromium, validation_alias="ADGEN_CHROMIUM")
     fonts_dir: Path = BUNDLED_FONTS_DIR
     render_timeout_s: float = Field(15.0, gt=0, validation_alias="ADGEN_RENDER_TIMEOUT")
-    stop_grace_s: float = Field(5.0, gt=0, validation_alias="ADGEN_STOP_GRACE", description="Cooperative stop deadline before the worker is killed.")
+    stop_grace_s: float = Field(5.0, gt=0, validation_alias="ADGEN_STOP_GRACE",
+                                description="Cooperative stop deadline before the worker is killed.")
     max_image_bytes: int = Field(25 * 1024 * 1024, description="Largest decoded input image file.")
     max_image_pixels: int = Field(40_000_000, description="Largest input image in pixels (decompression bombs).")
     anthropic_model: str = "claude-sonnet-5"
@@ -119,7 +120,8 @@ class Settings(BaseSettings):
     # ---- model stages (diffusion backend) ----
     device: Literal["auto", "cuda", "cpu"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="Compute dtype of every model and derived pipeline: auto = bfloat16 on CUDA, float32 on CPU."
+        "auto",
+        description="Compute dtype of every model and derived pipeline: auto = bfloat16 on CUDA, float32 on CPU.",
     )
     warmup: bool | None = Field(
         None, description="Load the configured models right after the worker starts; None = on when CUDA is present."
@@ -169,7 +171,8 @@ class Settings(BaseSettings):
     local_llm_max_new_tokens: int = Field(384, ge=16, le=4096)
     log_level: str = Field("INFO", description="Server log level (logs go to stderr).")
     token: str | None = Field(None, repr=False, description="Bearer token for the HTTP transports, REST and dashboard.")
-    allowed_hosts: Annotated[list[str], NoDecode, _split(",")] = Field(default_factory=list, description="Extra Host headers (host:port or host:*).")
+    allowed_hosts: Annotated[list[str], NoDecode, _split(",")] = Field(
+        default_factory=list, description="Extra Host headers (host:port or host:*).")
     keep_jobs: int = Field(200, ge=1, description="Finished jobs kept on disk (oldest removed first).")
     keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
     vram_check: Literal["warn", "refuse", "off"] = Field(

@@ -11,12 +11,14 @@ import re
 from pathlib import Path
 
 NAMED_COLORS = frozenset(
-    """black white red green blue yellow orange purple pink brown gray grey silver gold navy teal
-    maroon olive lime aqua cyan magenta fuchsia coral crimson salmon tomato khaki ivory beige
-    lavender indigo violet turquoise tan chocolate orchid plum transparent currentcolor
-    darkred darkblue darkgreen darkgray darkgrey lightgray lightgrey lightblue lightgreen
-    skyblue steelblue royalblue midnightblue slategray whitesmoke snow linen wheat goldenrod
-    firebrick hotpink deeppink forestgreen seagreen darkorange orangered mintcream honeydew""".split()
+    (
+        "black white red green blue yellow orange purple pink brown gray grey silver gold navy teal maroon "
+        "olive lime aqua cyan magenta fuchsia coral crimson salmon tomato khaki ivory beige lavender indigo "
+        "violet turquoise tan chocolate orchid plum transparent currentcolor darkred darkblue darkgreen "
+        "darkgray darkgrey lightgray lightgrey lightblue lightgreen skyblue steelblue royalblue midnightblue "
+        "slategray whitesmoke snow linen wheat goldenrod firebrick hotpink deeppink forestgreen seagreen "
+        "darkorange orangered mintcream honeydew"
+    ).split()
 )
 
 _NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)"
@@ -27,7 +29,8 @@ _COLOR = rf"(?:{_HEX}|{_FUNC}|[a-zA-Z]+)"
 _COLOR_RE = re.compile(rf"^{_COLOR}$")
 _STOP = rf"{_COLOR}(?:\s+{_NUM}(?:%|px))?(?:\s+{_NUM}(?:%|px))?"
 _DIRECTION = rf"(?:{_NUM}(?:deg|turn|rad)|to\s+(?:top|bottom|left|right)(?:\s+(?:top|bottom|left|right))?)"
-_RADIAL_SHAPE = r"(?:circle|ellipse)(?:\s+at\s+(?:center|top|bottom|left|right)(?:\s+(?:center|top|bottom|left|right))?)?"
+_SIDE = r"(?:center|top|bottom|left|right)"
+_RADIAL_SHAPE = rf"(?:circle|ellipse)(?:\s+at\s+{_SIDE}(?:\s+{_SIDE})?)?"
 _GRADIENT_RE = re.compile(
     rf"^(?:repeating-)?(?:linear-gradient\(\s*(?:{_DIRECTION}\s*,\s*)?|radial-gradient\(\s*(?:{_RADIAL_SHAPE}\s*,\s*)?)"
     rf"{_STOP}(?:\s*,\s*{_STOP})+\s*\)$"

@@ -60,7 +60,9 @@ FINAL = StageSpec(
     ("final.png",), {"draft": 0.1, "diffusion": 1.0},
 )
 
-STAGES: dict[str, StageSpec] = {s.key: s for s in (SEGMENT, BACKGROUND, COMPOSITE, REFINE, ANALYZE, DESIGN, RENDER, FINAL)}
+STAGES: dict[str, StageSpec] = {
+    s.key: s for s in (SEGMENT, BACKGROUND, COMPOSITE, REFINE, ANALYZE, DESIGN, RENDER, FINAL)
+}
 STEP1: tuple[StageSpec, ...] = tuple(s for s in STAGES.values() if s.step == "step1_background")
 FALLBACK_SECONDS = 1.0  # a stage or backend with no default
 

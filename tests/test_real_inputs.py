@@ -80,11 +80,11 @@ async def test_relative_path_file_uri_and_url_give_the_same_photo(real_manager: 
 
 
 async def test_url_to_loopback_is_refused_by_default(tmp_path: Path, photo_server: str) -> None:
-    async with JobManager(Settings(data_dir=tmp_path / "d", output_dir=tmp_path / "o")) as m:
-        async with Client(build_server(m), mode="legacy") as client:
-            result = await client.call_tool("generate_ad", {"product_image_url": f"{photo_server}/c_kiwi_gravel.jpg",
-                                                            "text_content": "x"})
-            outside = await client.call_tool("generate_ad", {"product_image": "/etc/passwd.png", "text_content": "x"})
+    settings = Settings(data_dir=tmp_path / "d", output_dir=tmp_path / "o")
+    async with JobManager(settings) as m, Client(build_server(m), mode="legacy") as client:
+        url = f"{photo_server}/c_kiwi_gravel.jpg"
+        result = await client.call_tool("generate_ad", {"product_image_url": url, "text_content": "x"})
+        outside = await client.call_tool("generate_ad", {"product_image": "/etc/passwd.png", "text_content": "x"})
     assert result.is_error and "product_image_url" in result.content[0].text
     assert "loopback" in result.content[0].text or "private" in result.content[0].text
     assert outside.is_error and "input folders" in outside.content[0].text and "passwd" not in outside.content[0].text

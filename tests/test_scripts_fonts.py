@@ -289,7 +289,10 @@ def _build_font(path: Path, family: str, cff: bool) -> None:
         fb.setupCFF(family, {"FullName": family}, {n: square if n in (".notdef", "A") else empty for n in names}, {})
     else:
         pen = TTGlyphPen(None)
-        pen.moveTo((100, 0)); pen.lineTo((500, 0)); pen.lineTo((500, 700)); pen.lineTo((100, 700)); pen.closePath()
+        pen.moveTo((100, 0))
+        for point in ((500, 0), (500, 700), (100, 700)):
+            pen.lineTo(point)
+        pen.closePath()
         box = pen.glyph()
         fb.setupGlyf({n: box if n in (".notdef", "A") else TTGlyphPen(None).glyph() for n in names})
     fb.setupHorizontalMetrics({n: (600, 0) for n in names})

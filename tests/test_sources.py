@@ -721,7 +721,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
     )
-    run = lambda *args: subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=adgen test CA",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
     run("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=img.adgen.test")

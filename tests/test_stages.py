@@ -9,9 +9,9 @@ from PIL import Image
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages.composite import composite
+from pipeline.worker.stages.cutout import apply_mask, cut_out, has_useful_alpha
 from pipeline.worker.stages.design import DesignSpec, choose_region, design_template, fit_font_size
 from pipeline.worker.stages.refine import harmonise
-from pipeline.worker.stages.cutout import apply_mask, cut_out, has_useful_alpha
 from tests.conftest import synthetic_product
 
 

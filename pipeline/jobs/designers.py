@@ -64,7 +64,8 @@ class LLMDesigners:
         if self.anthropic_configured:
             attempts.append(("anthropic", self._ask_anthropic))
         if not attempts:
-            return LLMAnswer(None, "none", "no LLM reachable (no sampling-capable client waiting, no ANTHROPIC_API_KEY)")
+            why = "no LLM reachable (no sampling-capable client waiting, no ANTHROPIC_API_KEY)"
+            return LLMAnswer(None, "none", why)
         notes = []
         for source, ask in attempts:
             try:

@@ -55,7 +55,8 @@ class Job:
         return {
             "job_id": self.id, "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
             "params": self.params, "width": self.width, "height": self.height, "backend": self.backend,
-            "seed": self.seed, "parent_job_id": self.parent_job_id, "warnings": self.warnings, "plan": list(self.plan), "expected": self.expected, "done": self.done,
+            "seed": self.seed, "parent_job_id": self.parent_job_id, "warnings": self.warnings, "plan": list(self.plan),
+            "expected": self.expected, "done": self.done,
             "error": self.error, "report": asdict(self.report), "progress": self.progress, "message": self.message,
             "elapsed": self.elapsed(time.monotonic()),
         }

@@ -92,10 +92,8 @@ class WorkerHandle:
         self.reap_group()
 
     def reap_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
             os.killpg(self.process.pid or 0, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, TypeError):
-            pass
 
     def shutdown(self, timeout: float = 10.0) -> None:
         try:

@@ -11,12 +11,12 @@ import io
 import json
 import os
 import struct
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from PIL import Image
 

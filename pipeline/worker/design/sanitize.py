@@ -30,8 +30,10 @@ from pipeline.fonts import copy_attributes
 from pipeline.messages import MAX_ANSWER_CHARS
 
 ALLOWED_TAGS = frozenset(
-    "div span p h1 h2 h3 h4 h5 h6 br strong em b i u s small sup sub mark section header footer "
-    "main article figure figcaption blockquote ul ol li".split()
+    (
+        "div span p h1 h2 h3 h4 h5 h6 br strong em b i u s small sup sub mark section header footer main "
+        "article figure figcaption blockquote ul ol li"
+    ).split()
 )
 DROP_WITH_CONTENT = frozenset(
     {"script", "style", "iframe", "object", "embed", "svg", "math", "template", "noscript", "textarea",
@@ -43,45 +45,39 @@ _UNNOTED_TAGS = frozenset({"html", "head", "body", "meta", "style"})
 
 # What a text layer needs, and nothing that loads, moves or runs (no content, cursor, animation,
 # mask, list-style-image, custom properties).
-CSS_PROPERTIES = frozenset("""
-    position top right bottom left inset z-index display box-sizing float clear visibility vertical-align
-    width height min-width min-height max-width max-height aspect-ratio overflow overflow-x overflow-y
-    margin margin-top margin-right margin-bottom margin-left margin-block margin-inline
-    padding padding-top padding-right padding-bottom padding-left padding-block padding-inline
-    flex flex-direction flex-wrap flex-flow flex-grow flex-shrink flex-basis order gap row-gap column-gap
-    justify-content justify-items justify-self align-content align-items align-self
-    place-content place-items place-self grid-template-columns grid-template-rows grid-column grid-row
-    grid-auto-flow grid-auto-rows grid-auto-columns
-    font font-family font-size font-weight font-style font-variant font-stretch font-kerning
-    font-feature-settings font-variant-numeric line-height letter-spacing word-spacing
-    text-align text-align-last text-indent text-transform text-shadow text-overflow text-wrap
-    text-orientation text-rendering text-decoration text-decoration-line text-decoration-color
-    text-decoration-style text-decoration-thickness text-underline-offset white-space word-break
-    overflow-wrap word-wrap hyphens line-break writing-mode direction unicode-bidi
-    -webkit-text-stroke -webkit-text-stroke-width -webkit-text-stroke-color -webkit-text-fill-color
-    -webkit-background-clip paint-order
-    color opacity background background-color background-image background-clip background-origin
-    background-size background-position background-repeat mix-blend-mode isolation
-    border border-top border-right border-bottom border-left border-width border-style border-color
-    border-radius border-top-left-radius border-top-right-radius border-bottom-left-radius
-    border-bottom-right-radius outline outline-width outline-style outline-color outline-offset box-shadow
-    transform transform-origin filter backdrop-filter clip-path box-decoration-break
-    -webkit-box-decoration-break list-style-type list-style-position
-""".split())
-CSS_FUNCTIONS = frozenset("""
-    rgb rgba hsl hsla hwb lab lch oklab oklch color color-mix
-    linear-gradient radial-gradient conic-gradient repeating-linear-gradient repeating-radial-gradient
-    repeating-conic-gradient calc min max clamp
-    translate translatex translatey translatez translate3d rotate rotatex rotatey rotatez rotate3d
-    scale scalex scaley scalez scale3d skew skewx skewy matrix matrix3d perspective
-    blur brightness contrast drop-shadow grayscale hue-rotate invert opacity saturate sepia
-    polygon circle ellipse inset minmax repeat fit-content
-""".split())
-_VALUE_DELIMS = frozenset(", / + - * %".split())
+CSS_PROPERTIES = frozenset((
+    "position top right bottom left inset z-index display box-sizing float clear visibility vertical-align "
+    "width height min-width min-height max-width max-height aspect-ratio overflow overflow-x overflow-y margin "
+    "margin-top margin-right margin-bottom margin-left margin-block margin-inline padding padding-top padding- "
+    "right padding-bottom padding-left padding-block padding-inline flex flex-direction flex-wrap flex-flow "
+    "flex-grow flex-shrink flex-basis order gap row-gap column-gap justify-content justify-items justify-self "
+    "align-content align-items align-self place-content place-items place-self grid-template-columns grid- "
+    "template-rows grid-column grid-row grid-auto-flow grid-auto-rows grid-auto-columns font font-family font- "
+    "size font-weight font-style font-variant font-stretch font-kerning font-feature-settings font-variant- "
+    "numeric line-height letter-spacing word-spacing text-align text-align-last text-indent text-transform "
+    "text-shadow text-overflow text-wrap text-orientation text-rendering text-decoration text-decoration-line "
+    "text-decoration-color text-decoration-style text-decoration-thickness text-underline-offset white-space "
+    "word-break overflow-wrap word-wrap hyphens line-break writing-mode direction unicode-bidi -webkit-text- "
+    "stroke -webkit-text-stroke-width -webkit-text-stroke-color -webkit-text-fill-color -webkit-background-clip "
+    "paint-order color opacity background background-color background-image background-clip background-origin "
+    "background-size background-position background-repeat mix-blend-mode isolation border border-top border- "
+    "right border-bottom border-left border-width border-style border-color border-radius border-top-left- "
+    "radius border-top-right-radius border-bottom-left-radius border-bottom-right-radius outline outline-width "
+    "outline-style outline-color outline-offset box-shadow transform transform-origin filter backdrop-filter "
+    "clip-path box-decoration-break -webkit-box-decoration-break list-style-type list-style-position"
+).split())
+CSS_FUNCTIONS = frozenset((
+    "rgb rgba hsl hsla hwb lab lch oklab oklch color color-mix linear-gradient radial-gradient conic-gradient "
+    "repeating-linear-gradient repeating-radial-gradient repeating-conic-gradient calc min max clamp translate "
+    "translatex translatey translatez translate3d rotate rotatex rotatey rotatez rotate3d scale scalex scaley "
+    "scalez scale3d skew skewx skewy matrix matrix3d perspective blur brightness contrast drop-shadow grayscale "
+    "hue-rotate invert opacity saturate sepia polygon circle ellipse inset minmax repeat fit-content"
+).split())
+_VALUE_DELIMS = frozenset([",", "/", "+", "-", "*", "%"])
 _SELECTOR_FUNCTIONS = frozenset(
-    "not is where has lang dir nth-child nth-last-child nth-of-type nth-last-of-type".split()
+    ["not", "is", "where", "has", "lang", "dir", "nth-child", "nth-last-child", "nth-of-type", "nth-last-of-type"]
 )
-_SELECTOR_DELIMS = frozenset(". , > + ~ * : | = ^ $ -".split())
+_SELECTOR_DELIMS = frozenset([".", ",", ">", "+", "~", "*", ":", "|", "=", "^", "$", "-"])
 _MAX_VALUE_CHARS = 1000
 _MAX_NESTING = 16  # calc(calc(...)): deeper is refused before tinycss2's recursive serializer sees it
 _MAX_SELECTOR_CHARS = 200

@@ -56,7 +56,7 @@ def analyze_draft(image: Image.Image, mask: np.ndarray | None) -> dict[str, Any]
     counts = np.bincount(labels.ravel(), minlength=4)
     order = np.argsort(-counts)
     palette = [
-        {"hex": "#%02x%02x%02x" % tuple(int(c) for c in centres[i]), "name": _colour_name(centres[i]),
+        {"hex": "#" + "".join(f"{int(c):02x}" for c in centres[i]), "name": _colour_name(centres[i]),
          "share": round(float(counts[i] / counts.sum()), 3)}
         for i in order
     ]
