@@ -85,7 +85,7 @@ class MemoryPlan:
     per_stage: tuple[str, ...]  # models loaded for their stage, then dropped
     device_budget: int  # bytes the plan may use on the device (after the reserve)
     host_budget: int
-    stage_peaks: dict[str, int]  # stage -> device bytes by the plan's accounting
+    stage_peaks: dict[str, int]  # model -> device bytes while its stages run, by the plan's accounting
     host_peak: int
     vae_tiling_above: int = PLAN_SIDE * PLAN_SIDE  # pixels
     reason: str = ""
