@@ -12,13 +12,14 @@ from mcp.server.mcpserver.exceptions import (
     ToolError,
     UnexpectedToolError,
 )
-from mcp_types import CallToolResult, InputRequiredResult, Resource
+from mcp_types import CallToolResult, InputRequiredResult, Resource, Tool
 from pydantic import AnyUrl, ValidationError
 
 from mcp_server.http import register_routes
 from mcp_server.tools import (
     Delivery,
     Transport,
+    compact_schema,
     recent_resources,
     register_tools,
     sniff_mime,
@@ -39,6 +40,7 @@ class AdgenServer(MCPServer):
 
     * Tool errors in the project's one style: the SDK reports bad argument types and ranges as a
       raw pydantic dump (input echoed, a pydantic.dev link, a 'Error executing tool' prefix).
+    * tools/list publishes output schemas in a spelling clients validate faster (same meaning).
     * resources/list names recent finished ads (the SDK lists only static resources, and a
       template such as adgen://jobs/{job_id}/{artifact} is not a resource a person can pick).
     """
@@ -47,6 +49,7 @@ class AdgenServer(MCPServer):
         super().__init__(**kwargs)
         self.manager = manager
         self.transport = transport
+        self._compact: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
@@ -62,6 +65,18 @@ class AdgenServer(MCPServer):
             if isinstance(cause, ToolError | ResourceError):
                 raise ToolError(str(cause)) from cause  # the tool's own one-liner, without the SDK's prefix
             raise
+
+    async def list_tools(self) -> list[Tool]:
+        # Output schemas in the spelling clients validate fastest (same meaning; see compact_schema).
+        tools = await super().list_tools()
+        for tool in tools:
+            if tool.output_schema is not None:
+                source, compact = self._compact.get(tool.name, (None, None))
+                if source is not tool.output_schema or compact is None:  # first listing, or a new schema
+                    source, compact = tool.output_schema, compact_schema(tool.output_schema)
+                    self._compact[tool.name] = (source, compact)
+                tool.output_schema = compact
+        return tools
 
     async def list_resources(self) -> list[Resource]:
         # No request context here, so no base URL: descriptions carry server paths over HTTP.

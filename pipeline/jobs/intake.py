@@ -1,15 +1,18 @@
-"""Intake: a request's inputs checked and written into a fresh job folder, before it is queued.
+"""Intake: a request's inputs checked and written into a fresh job folder, before it is run.
 
 Reading (base64, a confined path, a guarded URL, a parent job) and decoding happen here, in a
 worker thread of the server, so a bad input is refused with a clear message at submit and
 the worker only opens files that decoded once already. The request handed on carries no
-image payloads: the images are files in the job folder.
+image payloads: the images are files in the job folder. Checking (``read_inputs``) is part of
+accepting a job; writing the files (``write_inputs``: resizing, PNG encoding) can follow the
+answer, as long as the job is not handed to the worker before it is done.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -30,6 +33,15 @@ UPSCALE_WARN = 2.0  # a photo enlarged more than this looks soft: say so
 class IntakeResult:
     request: GenerateRequest  # image fields emptied
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckedInputs(IntakeResult):
+    """Inputs read, decoded and checked (everything that can refuse a request), not yet written."""
+
+    images: dict[str, Image.Image] = field(default_factory=dict)  # file name -> image, written as PNG
+    fit: dict[str, tuple[int, int]] = field(default_factory=dict)  # file name -> size it is resized to first
+    files: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes written as they are
 
 
 class Intake:
@@ -65,41 +77,58 @@ class Intake:
 
     def save_inputs(self, job_id: str, req: GenerateRequest) -> IntakeResult:
         """Read and decode the request's images into a new job folder."""
+        checked = self.read_inputs(req)
+        self.write_inputs(self.store.create(job_id), checked)
+        return IntakeResult(checked.request, checked.warnings)
+
+    def read_inputs(self, req: GenerateRequest) -> CheckedInputs:
+        """Read, decode and check the request's images: every refusal happens here, nothing is written."""
         s = self.settings
         notes: list[str] = []
+        clean = req.model_copy(update=dict.fromkeys(_IMAGE_FIELDS))
+        checked = CheckedInputs(clean, notes)
         if req.start_step == 1:
             raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
             img = load_image(raw, "product_image", s.max_image_pixels, notes)
-            mask = None
+            checked.images["product.png"] = img
             if req.product_mask:
                 mask_raw = self._read("product_mask", req.product_mask)
-                mask = load_image(mask_raw, "product_mask", s.max_image_pixels).convert("L")
+                checked.images["product_mask.png"] = load_image(mask_raw, "product_mask",
+                                                                s.max_image_pixels).convert("L")
             scale = max(req.width / img.width, req.height / img.height) * 0.6  # the product's share of the canvas
             if scale > UPSCALE_WARN:
                 notes.append(f"The photo is small ({img.width}x{img.height}); it was enlarged about {scale:.0f}x "
                              "and may look soft. A larger photo gives a sharper ad.")
-            job_dir = self.store.create(job_id)
-            save_png(img, job_dir / "product.png")
-            if mask is not None:
-                save_png(mask, job_dir / "product_mask.png")
         elif req.parent_job_id:
             parent = self.store.artifact(req.parent_job_id, "step1.png")
             if parent is None:
                 raise InputError(f"parent_job_id: job {req.parent_job_id} has no step 1 image (unknown, failed "
                                  "before step 1, or removed); give step1_image instead")
-            job_dir = self.store.create(job_id)
             with Image.open(parent) as step1:
-                if step1.size == (req.width, req.height):
-                    shutil.copyfile(parent, job_dir / "step1.png")
-                else:
-                    save_png(step1.convert("RGB").resize((req.width, req.height), Image.Resampling.LANCZOS),
-                             job_dir / "step1.png")
+                same = step1.size == (req.width, req.height)
+                if not same:
+                    step1.load()
+                    checked.images["step1.png"] = step1.convert("RGB")
+                    checked.fit["step1.png"] = (req.width, req.height)
+            if same:  # read now: the parent job may be pruned before the copy is written
+                checked.files["step1.png"] = parent.read_bytes()
         else:
             raw = self._read("step1_image", req.step1_image, req.step1_image_path)
             img = load_image(raw, "step1_image", s.max_image_pixels, notes)
+            checked.images["step1.png"] = img
             if img.size != (req.width, req.height):
-                img = img.convert("RGB").resize((req.width, req.height), Image.Resampling.LANCZOS)
-            job_dir = self.store.create(job_id)
-            save_png(img, job_dir / "step1.png")
-        clean = req.model_copy(update=dict.fromkeys(_IMAGE_FIELDS))
-        return IntakeResult(clean, notes)
+                checked.images["step1.png"] = img.convert("RGB")
+                checked.fit["step1.png"] = (req.width, req.height)
+        return checked
+
+    def write_inputs(self, job_dir: Path, checked: CheckedInputs) -> None:
+        """The checked images as files in the job folder (the slow part: resizing and PNG encoding)."""
+        for name, data in checked.files.items():
+            tmp = job_dir / (name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, job_dir / name)  # atomically, like save_png
+        for name, img in checked.images.items():
+            size = checked.fit.get(name)
+            if size is not None:
+                img = img.resize(size, Image.Resampling.LANCZOS)
+            save_png(img, job_dir / name)

@@ -38,6 +38,9 @@ class JobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        # Artifacts seen on disk, per job. A job's files are written once (atomically) and only go away
+        # with the whole folder (remove), so a status poll need not stat them again.
+        self._present: dict[str, set[str]] = {}
 
     def job_dir(self, job_id: str) -> Path:
         if not JOB_ID_RE.match(job_id):
@@ -54,7 +57,20 @@ class JobStore:
             return None
         return path if path.is_file() else None
 
+    def has(self, job_id: str, name: str) -> bool:
+        """Whether a job has made this artifact: for status links, where a positive answer is cached.
+
+        Readers of the bytes call ``artifact`` (it always checks the disk)."""
+        seen = self._present.get(job_id)
+        if seen is not None and name in seen:
+            return True
+        if self.artifact(job_id, name) is None:
+            return False
+        self._present.setdefault(job_id, set()).add(name)
+        return True
+
     def create(self, job_id: str) -> Path:
+        self._present.pop(job_id, None)
         d = self.job_dir(job_id)
         d.mkdir(parents=True, exist_ok=False)
         return d
@@ -77,6 +93,7 @@ class JobStore:
         return sorted(records, key=lambda r: r.get("created_at", 0))
 
     def remove(self, job_id: str) -> None:
+        self._present.pop(job_id, None)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def prune(self, records: list[dict[str, Any]], keep: int, max_age_s: float | None = None) -> list[str]:

@@ -1,46 +1,339 @@
 """Concurrent MCP clients polling over streamable HTTP, with latency percentiles (used by a test
-and by bench/run.py). Loopback only, bounded in calls and time."""
+and by bench/run.py). Loopback only, bounded in calls and time.
+
+Every client connects and makes one untimed call before the first timed window, and all clients
+start each window together: a client's first call lists the tools and compiles a validator for
+the tool's output schema, a once-per-session cost that would otherwise land in the window as the
+slowest calls of every run and say nothing about polling. The same applies to every server
+measured, the do-nothing one included. Windows of the server under test and of the do-nothing
+server alternate, so both see the same machine (this one is shared and its load drifts).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import httpx
 from mcp import Client
 
+REPO = Path(__file__).resolve().parents[2]
 
-async def poll(url: str, tool: str, args: dict[str, Any], clients: int = 20, hz: float = 10.0,
-               seconds: float = 4.0) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors: list[str] = []
-    sizes: list[int] = []
 
-    async def one_client() -> None:
-        async with Client(url, mode="legacy") as client:
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50 / p99 / max in milliseconds (inclusive quantiles, so a short series still has a p99)."""
+    xs = sorted(latencies)
+    q = statistics.quantiles(xs, n=100, method="inclusive") if len(xs) >= 2 else [xs[0]] * 99
+    return {"p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1), "max_ms": round(xs[-1] * 1000, 1)}
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of one process (not its children), from /proc."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Pollers:
+    """``clients`` MCP clients of one server, connected and warmed up once, polling ``tool`` in timed windows.
+
+    With ``server_pid``, a window also reports the server process's CPU time per call (its children, the
+    worker, not included); every window reports this process's own CPU per call, the clients' share."""
+
+    def __init__(self, url: str, tool: str, args: dict[str, Any], clients: int = 20, hz: float = 10.0,
+                 server_pid: int | None = None) -> None:
+        self.url, self.tool, self.args, self.hz, self.server_pid = url, tool, args, hz, server_pid
+        self.count = clients
+        self._stack = AsyncExitStack()
+        self._clients: list[Client] = []
+
+    async def __aenter__(self) -> Pollers:
+        await self._stack.__aenter__()
+        try:
+            for _ in range(self.count):
+                self._clients.append(await self._stack.enter_async_context(Client(self.url, mode="legacy")))
+            async with anyio.create_task_group() as tg:  # untimed warm-up (tool listing, output-schema validator)
+                for client in self._clients:
+                    tg.start_soon(client.call_tool, self.tool, self.args)
+        except BaseException:
+            await self._stack.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._stack.__aexit__(*exc)
+
+    async def window(self, seconds: float,
+                     during: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> dict[str, Any]:
+        """Every client calls at ``hz`` for ``seconds``; ``during`` (if given) runs alongside, its result under
+        "during"."""
+        latencies: list[float] = []
+        errors: list[str] = []
+        sizes: list[int] = []
+        extra: dict[str, Any] = {}
+
+        async def one(client: Client) -> None:
             deadline = time.monotonic() + seconds
+            # Independent agents are not in step: each starts at its own point of the polling period.
+            await anyio.sleep(random.uniform(0, 1 / self.hz))
+            n = 0
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
-                    res = await client.call_tool(tool, args)
+                    res = await client.call_tool(self.tool, self.args)
                     if res.is_error:
-                        errors.append(res.content[0].text[:200])
-                    sizes.append(len(res.model_dump_json(by_alias=True)))
+                        errors.append(getattr(res.content[0], "text", "?")[:200])
+                    if n % 10 == 0:  # the size of a sample of results (serialising each one is work too)
+                        sizes.append(len(res.model_dump_json(by_alias=True)))
                 except Exception as exc:  # any transport error counts
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
                 took = time.perf_counter() - started
                 latencies.append(took)
-                await anyio.sleep(max(0.0, 1 / hz - took))
+                n += 1
+                await anyio.sleep(max(0.0, 1 / self.hz - took))
 
-    with anyio.fail_after(seconds + 60):
-        async with anyio.create_task_group() as tg:
-            for _ in range(clients):
-                tg.start_soon(one_client)
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [latencies[0]] * 99
+        async def side() -> None:
+            assert during is not None
+            extra["during"] = await during()
+
+        cpu, server_cpu = time.process_time(), _cpu_s(self.server_pid)
+        with anyio.fail_after(seconds + 120):
+            async with anyio.create_task_group() as tg:
+                for client in self._clients:
+                    tg.start_soon(one, client)
+                if during is not None:
+                    tg.start_soon(side)
+        calls = max(1, len(latencies))
+        if self.server_pid is not None:
+            extra["server_cpu_ms"] = round((_cpu_s(self.server_pid) - server_cpu) * 1000 / calls, 2)
+        return {
+            "calls": len(latencies), "errors": len(errors), "first_errors": errors[:3], **percentiles(latencies),
+            "mean_bytes": int(statistics.mean(sizes)) if sizes else 0,
+            "client_cpu_ms": round((time.process_time() - cpu) * 1000 / calls, 2), **extra,
+        }
+
+
+async def poll(url: str, tool: str, args: dict[str, Any], clients: int = 20, hz: float = 10.0,
+               seconds: float = 4.0, during: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+               server_pid: int | None = None) -> dict[str, Any]:
+    """One timed window of ``clients`` fresh clients (see ``Pollers``)."""
+    async with Pollers(url, tool, args, clients, hz, server_pid) as pollers:
+        return await pollers.window(seconds, during)
+
+
+async def accepts(client: Client, args: dict[str, Any], count: int, interval: float) -> dict[str, Any]:
+    """``count`` generate_ad submissions with wait_seconds=0, one every ``interval`` s: how long an accept takes."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    job_ids: list[str] = []
+    call = {**args, "wait_seconds": 0}
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            res = await client.call_tool("generate_ad", call)
+            if res.is_error:
+                errors.append(getattr(res.content[0], "text", "?")[:200])
+            else:
+                job_ids.append(res.structured_content["job_id"])
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+        took = time.perf_counter() - started
+        latencies.append(took)
+        await anyio.sleep(max(0.0, interval - took))
+    return {"calls": len(latencies), "errors": len(errors), "first_errors": errors[:3],
+            "latencies": latencies, "job_ids": job_ids}
+
+
+class AcceptProbe:
+    """``accepts`` in a process of its own, as another agent's client would be: its latency is the server's
+    answer under the pollers' load, not a wait for the pollers' event loop (20 clients in one process keep
+    that loop busy). ``async with`` starts it and waits for its warm-up (one untimed accept); each ``run``
+    makes ``count`` timed accepts."""
+
+    def __init__(self, url: str, args: dict[str, Any], count: int, interval: float) -> None:
+        self.config = json.dumps({"url": url, "args": args, "count": count, "interval": interval})
+        self._proc: anyio.abc.Process | None = None
+        self._buffer = b""
+
+    async def _line(self) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        while b"\n" not in self._buffer:
+            self._buffer += await self._proc.stdout.receive()
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    async def __aenter__(self) -> AcceptProbe:
+        self._proc = await anyio.open_process([sys.executable, "-m", "tests.reliability.load"], cwd=REPO,
+                                              stderr=subprocess.DEVNULL)
+        assert self._proc.stdin is not None
+        await self._proc.stdin.send(self.config.encode() + b"\n")
+        with anyio.fail_after(120):
+            if (ready := await self._line()) != "ready":
+                raise RuntimeError(f"accept probe did not start: {ready[:200]}")
+        return self
+
+    async def run(self) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdin is not None
+        await self._proc.stdin.send(b"go\n")
+        result: dict[str, Any] = json.loads(await self._line())
+        return result
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            with anyio.CancelScope(shield=True):
+                if self._proc.returncode is None:
+                    self._proc.terminate()
+                await self._proc.wait()
+                await self._proc.aclose()
+
+
+async def _probe_main() -> None:
+    """The accept probe's process: config on stdin, "ready" after warm-up, one JSON line per "go"."""
+    stdin = anyio.wrap_file(sys.stdin)
+    config = json.loads(await stdin.readline())
+    async with Client(config["url"], mode="legacy") as client:
+        await client.call_tool("generate_ad", {**config["args"], "wait_seconds": 0})
+        print("ready", flush=True)
+        while (await stdin.readline()).strip() == "go":
+            result = await accepts(client, config["args"], config["count"], config["interval"])
+            print(json.dumps(result), flush=True)
+
+
+@contextmanager
+def noop_server() -> Iterator[tuple[str, int]]:
+    """The do-nothing MCP server (noop_server.py) in its own process; yields its MCP URL and pid."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.noop_server", "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the do-nothing server did not start") from None
+                time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _settle(http: httpx.AsyncClient, job_ids: list[str], within_s: float) -> list[str]:
+    with anyio.move_on_after(within_s):
+        for job_id in job_ids:
+            while True:
+                if (await http.get(f"/status/{job_id}")).json()["status"] not in ("pending", "running"):
+                    break
+                await anyio.sleep(0.1)
+    return [(await http.get(f"/status/{j}")).json()["status"] for j in job_ids]
+
+
+def _phase(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A phase's windows summed up: the median window's p50/p99 (robust to one bad window), totals."""
     return {
-        "calls": len(latencies), "errors": len(errors), "first_errors": errors[:3],
-        "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-        "mean_bytes": int(statistics.mean(sizes)) if sizes else 0,
+        "p50_ms": statistics.median(w["p50_ms"] for w in windows),
+        "p99_ms": statistics.median(w["p99_ms"] for w in windows),
+        "max_ms": max(w["max_ms"] for w in windows),
+        "calls": sum(w["calls"] for w in windows), "errors": sum(w["errors"] for w in windows),
+        "mean_bytes": int(statistics.mean(w["mean_bytes"] for w in windows)),
+        "client_cpu_ms": round(statistics.median(w["client_cpu_ms"] for w in windows), 2),
+        **({"server_cpu_ms": round(statistics.median(w["server_cpu_ms"] for w in windows), 2)}
+           if all("server_cpu_ms" in w for w in windows) else {}),
+        "windows": windows,
     }
+
+
+async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, seconds: float = 5.0, rounds: int = 3,
+                            accept_count: int = 15, clients: int = 20, hz: float = 10.0,
+                            server_pid: int | None = None) -> dict[str, Any]:
+    """The load figures of the architecture issue, on a running adgen HTTP server at ``base``.
+
+    ``clients`` MCP clients poll get_status at ``hz`` in windows of ``seconds``, alternating with the same
+    polling of the do-nothing server (noop_server.py), ``rounds`` times in each phase:
+
+    * busy: while the worker runs ``jobs`` 1024 px jobs, and ``accept_count`` generate_ad accepts
+      (wait_seconds=0, 256 px) from another process are spread over each window (the do-nothing windows
+      too: the accepts still go to adgen, so the machine carries the same work in both; the accept
+      latencies reported are those measured while adgen itself was being polled);
+    * idle: once the worker is idle again.
+
+    Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (medians over the
+    windows). The accepted jobs are stopped after the busy phase (they exist to be accepted); the server
+    needs room for them in its queue (ADGEN_QUEUE_MAX).
+    """
+    mcp = base + "/mcp"
+    args = {"job_id": ""}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        job_ids = []
+        for i in range(jobs):
+            r = await http.post("/generate", json={"product_image": product_b64, "text_content": f"load {i}",
+                                                   "seed": i})
+            job_ids.append(r.json()["job_id"])
+        args["job_id"] = job_ids[0]
+        accept_args = {"product_image": product_b64, "text_content": "accept", "width": 256, "height": 256}
+        busy: list[dict[str, Any]] = []
+        floor_busy: list[dict[str, Any]] = []
+        idle: list[dict[str, Any]] = []
+        floor_idle: list[dict[str, Any]] = []
+        accept_latencies: list[float] = []
+        accept_errors: list[str] = []
+        accept_error_count = 0
+        accepted: list[str] = []
+        with noop_server() as (noop_url, noop_pid):
+            floor_pid = noop_pid if server_pid is not None else None
+            async with (Pollers(mcp, "get_status", args, clients, hz, server_pid) as adgen,
+                        Pollers(noop_url, "noop", args, clients, hz, floor_pid) as floor,
+                        AcceptProbe(mcp, accept_args, accept_count, seconds / (accept_count + 1)) as probe):
+                for _ in range(rounds):
+                    w = await adgen.window(seconds, during=probe.run)
+                    w["worker_busy_at_end"] = (await http.get("/health")).json()["running_job"] is not None
+                    acc = w.pop("during")
+                    accept_latencies += acc["latencies"]
+                    accept_errors += acc["first_errors"]
+                    accept_error_count += acc["errors"]
+                    accepted += acc["job_ids"]
+                    busy.append(w)
+                    # The same accepts go to adgen while the do-nothing server is polled: both windows see the
+                    # same work on the machine, only the polled server differs.
+                    w = await floor.window(seconds, during=probe.run)
+                    accepted += w.pop("during")["job_ids"]
+                    floor_busy.append(w)
+                for job_id in accepted:  # queued ones leave at once; a running one stops at its next safe point
+                    await http.post(f"/stop/{job_id}")
+                statuses = await _settle(http, job_ids + accepted, 300)
+                for _ in range(rounds):
+                    idle.append(await adgen.window(seconds))
+                    floor_idle.append(await floor.window(seconds))
+    b, fb, il, fi = _phase(busy), _phase(floor_busy), _phase(idle), _phase(floor_idle)
+    return {
+        "busy": b, "floor_busy": fb, "idle": il, "floor_idle": fi,
+        "accept": {"calls": len(accept_latencies), "errors": accept_error_count, "first_errors": accept_errors[:3],
+                   **(percentiles(accept_latencies) if accept_latencies else {})},
+        "job_statuses": statuses[:jobs], "accepted": len(accepted),
+        "worker_busy_windows": sum(w["worker_busy_at_end"] for w in busy),
+        "busy_p99_ratio": round(b["p99_ms"] / fb["p99_ms"], 2),
+        "idle_p99_ratio": round(il["p99_ms"] / fi["p99_ms"], 2),
+    }
+
+
+if __name__ == "__main__":
+    anyio.run(_probe_main)
