@@ -60,18 +60,24 @@ def synthetic_product(kind: str, size: int = 512, bg: tuple[int, int, int] = (23
     s = size / 512
     if kind == "bottle":
         box = (180 * s, 150 * s, 330 * s, 440 * s)
-        d.rounded_rectangle(box, 30 * s, fill=(40, 90, 160)); m.rounded_rectangle(box, 30 * s, fill=255)
+        d.rounded_rectangle(box, 30 * s, fill=(40, 90, 160))
+        m.rounded_rectangle(box, 30 * s, fill=255)
         cap = (215 * s, 90 * s, 295 * s, 152 * s)
-        d.rectangle(cap, fill=(20, 20, 20)); m.rectangle(cap, fill=255)
+        d.rectangle(cap, fill=(20, 20, 20))
+        m.rectangle(cap, fill=255)
         label = (200 * s, 250 * s, 310 * s, 330 * s)
         d.rectangle(label, fill=(250, 250, 250))  # a white label must not become a hole
     elif kind == "box":
         box = (120 * s, 200 * s, 400 * s, 420 * s)
-        d.rectangle(box, fill=(200, 60, 50)); m.rectangle(box, fill=255)
+        d.rectangle(box, fill=(200, 60, 50))
+        m.rectangle(box, fill=255)
     elif kind == "can":
         box = (200 * s, 120 * s, 310 * s, 420 * s)
-        d.rounded_rectangle(box, 12 * s, fill=(30, 150, 90)); m.rounded_rectangle(box, 12 * s, fill=255)
-        d.ellipse((200 * s, 110 * s, 310 * s, 135 * s), fill=(180, 180, 185)); m.ellipse((200 * s, 110 * s, 310 * s, 135 * s), fill=255)
+        d.rounded_rectangle(box, 12 * s, fill=(30, 150, 90))
+        m.rounded_rectangle(box, 12 * s, fill=255)
+        lid = (200 * s, 110 * s, 310 * s, 135 * s)
+        d.ellipse(lid, fill=(180, 180, 185))
+        m.ellipse(lid, fill=255)
     return img, np.asarray(mask) > 127
 
 
@@ -110,7 +116,7 @@ class ServerProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, ADGEN_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **(extra_env or {}))
-        self.log = open(data_dir.parent / f"server-{transport}-{self.port}.log", "wb")
+        self.log = open(data_dir.parent / f"server-{transport}-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mcp_server", "--transport", transport, "--port", str(self.port)],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,

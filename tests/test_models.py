@@ -34,6 +34,7 @@ from pipeline.worker.errors import UserFacingError  # noqa: E402
 from pipeline.worker.models import loader  # noqa: E402
 from pipeline.worker.models.cache import named_modules  # noqa: E402
 from tests.conftest import synthetic_product  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
 BF16 = torch.bfloat16
 
@@ -477,9 +478,7 @@ async def test_poisoned_cuda_context_restarts_the_worker(tmp_path, tiny_hub, pro
         job = await m.submit(req(product_b64))
         assert await wait_done(m, job.job_id) == "failed"
         assert "illegal memory access" in m.status(job.job_id).error
-        with anyio.fail_after(30):
-            while m.worker.restarts == 0 or not m.worker.ready:
-                await anyio.sleep(0.1)
+        await wait_until(lambda: m.worker.restarts and m.worker.ready, 120, "a fresh worker after the poisoned one")
         assert m.worker.handle.pid != pid
         ok = await m.submit(req(product_b64, test_mode=True))
         assert await wait_done(m, ok.job_id) == "completed"

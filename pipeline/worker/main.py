@@ -13,7 +13,7 @@ import queue
 import signal
 import sys
 from multiprocessing.sharedctypes import SynchronizedString
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerExiting, WorkerReady, WorkerState
@@ -23,6 +23,9 @@ from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.hooks import WorkerHooks, load_hooks
 from pipeline.worker.render.browser import TextRenderer
 from pipeline.worker.runner import JobRunner
+
+if TYPE_CHECKING:
+    from pipeline.worker.backends.diffusion import DiffusionBackend
 
 log = logging.getLogger("adgen.worker")
 
@@ -34,7 +37,7 @@ class BackendRegistry:
         self.settings = settings
         self.hooks = hooks or WorkerHooks()
         self._draft = DraftBackend()
-        self._diffusion: Backend | None = None
+        self._diffusion: DiffusionBackend | None = None
         self.default, self.reason = self._resolve_default()
         log.info("default backend: %s (%s)", self.default, self.reason)
         self._warm = self.warmup_wanted()
@@ -50,7 +53,8 @@ class BackendRegistry:
             import torch
             import transformers  # noqa: F401
         except ImportError as exc:
-            return "draft", f"{wanted} requested but the model packages are missing ({exc.name}): pip install 'adgen[models]'"
+            missing = f"the model packages are missing ({exc.name}): pip install 'adgen[models]'"
+            return "draft", f"{wanted} requested but {missing}"
         if wanted == "diffusion":
             return "diffusion", "configured"
         if not torch.cuda.is_available():
@@ -60,7 +64,7 @@ class BackendRegistry:
         ok, why = weights_resolvable(self.settings)
         return ("diffusion", f"auto: CUDA present, {why}") if ok else ("draft", f"auto: {why}")
 
-    def _diffusion_backend(self) -> Backend:
+    def _diffusion_backend(self) -> DiffusionBackend:
         if self._diffusion is None:
             from pipeline.worker.backends.diffusion import DiffusionBackend
 
@@ -90,91 +94,110 @@ class BackendRegistry:
     def warm_one(self) -> None:
         """Load the next model the memory plan keeps resident (one at a time, so a job waits for one load)."""
         try:
-            self._diffusion.warm_one()  # type: ignore[union-attr]
+            if self._diffusion is not None:
+                self._diffusion.warm_one()
         except Exception as exc:  # a missing model: the first job reports it; stop warming
             log.error("warm start stopped: %s", exc)
             self._warm = False
 
 
+class Worker:
+    """One worker process's life: set up once, then run commands until told to stop or orphaned."""
+
+    def __init__(self, settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
+        self.commands, self.events, self.stop_flag = commands, events, stop_flag
+        self.parent = os.getppid()
+        hooks = load_hooks(settings.worker_hooks)
+        self.backends = BackendRegistry(settings, hooks)
+        self.renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s,
+                                     hooks=hooks)
+        try:
+            self.renderer.start()  # warm: the first job should not pay for the browser launch
+        except Exception as exc:
+            log.error("chromium did not start (%s); will retry on first render", exc)
+        self.local = (LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens)
+                      if settings.local_llm else None)
+        # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
+        self.runner = JobRunner(self.backends, self.renderer, self.emit, self.stop_requested, self.receive,
+                                settings.llm_timeout_s + 5, settings.fonts_dir, settings.output_dir, self.local)
+
+    def emit(self, event: Event) -> None:
+        self.events.put(event)
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def stop_requested(self, job_id: str) -> bool:
+        # A vanished server also stops the job at its next safe point (then the loop exits).
+        return self.stop_flag.value.decode() == job_id or self.orphaned()
+
+    def receive(self, timeout: float) -> Command | None:
+        """A command arriving while a job runs (a design answer); a Shutdown ends the job's process."""
+        try:
+            cmd: Command = self.commands.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(cmd, Shutdown):
+            self.commands.put(cmd)  # handled by the main loop once this job has stopped
+            raise SystemExit(0)
+        return cmd
+
+    def state(self) -> WorkerState:
+        return WorkerState(self.backends.default, self.backends.reason, self.backends.info(),
+                           self.renderer.launches, self.local.info() if self.local else None,
+                           warming=self.backends.warming())
+
+    def next_command(self) -> Command | None:
+        """The next command, or None after a second of quiet. While warming up, None right after loading one
+        more model instead: a job that arrives meanwhile runs (loading what it needs) and warming goes on."""
+        if self.backends.warming():
+            try:
+                cmd: Command = self.commands.get_nowait()
+                return cmd
+            except queue.Empty:
+                self.backends.warm_one()
+                if not self.backends.warming():
+                    self.emit(self.state())  # warm: /health and get_resources stop saying "warming"
+                return None
+        try:
+            cmd = self.commands.get(timeout=1.0)
+            return cmd
+        except queue.Empty:
+            return None
+
+    def run_job(self, cmd: RunJob) -> None:
+        finished = self.runner.run(cmd)
+        self.emit(self.state())  # cache contents, renderer launches: current before the job reads as done
+        self.emit(finished)
+        if self.runner.fatal:
+            log.error("device error poisoned this process; exiting so the server starts a fresh worker")
+            self.emit(WorkerExiting(self.runner.fatal))
+            self.events.close()
+            self.events.join_thread()  # the failure report must reach the server before we go
+            os._exit(70)
+
+    def serve(self) -> None:
+        self.emit(WorkerReady(os.getpid(), self.state()))
+        try:
+            while True:
+                cmd = self.next_command()
+                if cmd is None and self.orphaned():
+                    log.warning("server went away; worker exiting")
+                    return
+                if isinstance(cmd, Shutdown):
+                    return
+                if isinstance(cmd, RunJob):
+                    self.run_job(cmd)
+        finally:
+            self.renderer.close()
+
+
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
+    """The worker process's entry point (spawned by the server's supervisor)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     os.setpgid(0, 0)  # lead a process group, so the server can reap the browser with us
     os.dup2(2, 1)  # stdout may be the MCP stdio transport: nothing here may write to it
-    parent = os.getppid()
-
-    def emit(event: Event) -> None:
-        events.put(event)
-
-    def stop_requested(job_id: str) -> bool:
-        # A vanished server also stops the job at its next safe point (then the loop below exits).
-        return stop_flag.value.decode() == job_id or os.getppid() != parent
-
-    hooks = load_hooks(settings.worker_hooks)
-    backends = BackendRegistry(settings, hooks)
-    renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s, hooks=hooks)
-    try:
-        renderer.start()  # warm: the first job should not pay for the browser launch
-    except Exception as exc:
-        log.error("chromium did not start (%s); will retry on first render", exc)
-
-    def receive(timeout: float) -> Command | None:
-        try:
-            cmd = commands.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if isinstance(cmd, Shutdown):
-            commands.put(cmd)  # handled by the main loop once this job has stopped
-            raise SystemExit(0)
-        return cmd
-
-    local = LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens) if settings.local_llm else None
-    # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
-    runner = JobRunner(backends, renderer, emit, stop_requested, receive, settings.llm_timeout_s + 5,
-                       settings.fonts_dir, settings.output_dir, local)
-
-    def state() -> WorkerState:
-        return WorkerState(backends.default, backends.reason, backends.info(), renderer.launches,
-                           local.info() if local else None, warming=backends.warming())
-
-    def next_command() -> Command | None:
-        """The next command, or None after a second of quiet. While warming up, None right after loading one
-        more model instead: a job that arrives meanwhile runs (loading what it needs) and warming goes on."""
-        if backends.warming():
-            try:
-                return commands.get_nowait()
-            except queue.Empty:
-                backends.warm_one()
-                if not backends.warming():
-                    emit(state())  # warm: /health and get_resources stop saying "warming"
-                return None
-        try:
-            return commands.get(timeout=1.0)
-        except queue.Empty:
-            return None
-
-    emit(WorkerReady(os.getpid(), state()))
-    try:
-        while True:
-            cmd = next_command()
-            if cmd is None:
-                if os.getppid() != parent:
-                    log.warning("server went away; worker exiting")
-                    return
-                continue
-            if isinstance(cmd, Shutdown):
-                return
-            if isinstance(cmd, RunJob):
-                finished = runner.run(cmd)
-                emit(state())  # cache contents, renderer launches: current before the job reads as done
-                emit(finished)
-                if runner.fatal:
-                    log.error("device error poisoned this process; exiting so the server starts a fresh worker")
-                    emit(WorkerExiting(runner.fatal))
-                    events.close()
-                    events.join_thread()  # the failure report must reach the server before we go
-                    os._exit(70)
-    finally:
-        renderer.close()
+    Worker(settings, commands, events, stop_flag).serve()

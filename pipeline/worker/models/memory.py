@@ -212,9 +212,10 @@ def measure_diffusers_pipeline(model: str, source: str, load_kwargs: dict[str, A
         if name.startswith("_") or not isinstance(spec, (list, tuple)) or len(spec) != 2 or spec[0] is None:
             continue
         library, cls_name = spec
-        cls = getattr(importlib.import_module(library), cls_name, None)
-        if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        found = getattr(importlib.import_module(library), cls_name, None)
+        if found is None or not (isinstance(found, type) and issubclass(found, nn.Module)):
             continue  # tokenizers, schedulers
+        cls: Any = found  # a diffusers ModelMixin or a transformers PreTrainedModel
         if library == "diffusers":
             config = cls.load_config(source, subfolder=name, **load_kwargs)
         else:
