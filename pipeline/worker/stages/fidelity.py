@@ -32,6 +32,7 @@ from pipeline.schemas import Relight
 MAX_DELTA_E = 3.0  # the rule for relight none/subtle: mean CIEDE2000 in the product's core
 SUBTLE_BUDGET = 2.0  # per-pixel limit used by the draft's subtle relight and the last resort (margin under the rule)
 _MIN_CORE_PX = 16
+_MAX_MEASURED_PX = 1 << 20
 
 # sRGB (D65) -> CIE XYZ, and the D65 white point.
 _RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
@@ -45,6 +46,12 @@ _LINEAR = np.where(_C <= 0.04045, _C / 12.92, ((_C + 0.055) / 1.055) ** 2.4).ast
 
 
 # ---- colour ------------------------------------------------------------------------------
+def _pow(x: np.ndarray, p: float) -> np.ndarray:
+    """x ** p for x >= 0 in float32 (OpenCV's vectorised pow: several times numpy's on large images)."""
+    x = np.ascontiguousarray(x, np.float32)
+    return cv2.pow(x.reshape(-1, 1), p).reshape(x.shape)
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """8-bit sRGB values (any shape ending in 3, 0..255) to CIE L*a*b* (D65), float32."""
     rgb = np.asarray(rgb)
@@ -52,9 +59,9 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
         lin = _LINEAR[rgb]  # a table: the power function is most of the cost
     else:
         c = rgb.astype(np.float32) / 255.0
-        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ (_RGB2XYZ / _WHITE[:, None]).T.astype(np.float32)
-    f = np.where(xyz > _EPS, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
+        lin = np.where(c <= 0.04045, c / 12.92, _pow((c + 0.055) / 1.055, 2.4))
+    xyz = np.maximum(lin @ (_RGB2XYZ / _WHITE[:, None]).T.astype(np.float32), 0)
+    f = np.where(xyz > _EPS, _pow(xyz, 1 / 3), (_KAPPA * xyz + 16) / 116)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
 
 
@@ -65,13 +72,16 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
     xyz = np.where(f**3 > _EPS, f**3, (116 * f - 16) / _KAPPA) * _WHITE.astype(np.float32)
     lin = np.clip(xyz @ _XYZ2RGB.T.astype(np.float32), 0, 1)
-    c = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
+    c = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * _pow(lin, 1 / 2.4) - 0.055)
     return np.clip(c * 255.0, 0, 255)
 
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
-    """CIEDE2000 colour difference (kL = kC = kH = 1), element-wise over arrays ending in L, a, b."""
-    lab1, lab2 = np.asarray(lab1, np.float64), np.asarray(lab2, np.float64)
+    """CIEDE2000 colour difference (kL = kC = kH = 1), element-wise over arrays ending in L, a, b.
+
+    Computed in the inputs' precision (float32 for images: half the memory traffic, far below 0.01 dE)."""
+    dtype = np.result_type(np.asarray(lab1).dtype, np.asarray(lab2).dtype, np.float32)
+    lab1, lab2 = np.asarray(lab1, dtype), np.asarray(lab2, dtype)
     L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
     L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
     c_bar7 = ((np.hypot(a1, b1) + np.hypot(a2, b2)) / 2) ** 7
@@ -104,23 +114,38 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
 def limit_change(ref_lab: np.ndarray, new_lab: np.ndarray, max_de: float) -> np.ndarray:
     """``new_lab`` moved back towards ``ref_lab`` wherever it differs by more than ``max_de`` (CIEDE2000).
 
-    Each pixel keeps the direction of its change, scaled down; a second pass corrects the
-    small non-linearity of CIEDE2000 along the way."""
-    out = np.asarray(new_lab, np.float32).copy()
-    ref = np.asarray(ref_lab, np.float32)
-    for _ in range(3):
-        de = ciede2000(ref, out)
-        if not (de > max_de * 1.001).any():
+    Each pixel keeps the direction of its change, scaled down; later passes correct the few pixels
+    that the small non-linearity of CIEDE2000 left over the limit."""
+    out = np.asarray(new_lab, np.float32).reshape(-1, 3).copy()
+    ref = np.asarray(ref_lab, np.float32).reshape(-1, 3)
+    de = ciede2000(ref, out)
+    over = np.flatnonzero(de > max_de)
+    for _ in range(3):  # after the first pass only the few pixels still over the limit are looked at
+        if not len(over):
             break
-        scale = np.minimum(1.0, max_de / np.maximum(de, 1e-9)).astype(np.float32)[..., None]
-        out = ref + (out - ref) * scale
-    return out
+        # Aim 0.5% under the limit: CIEDE2000 is nearly linear along a short change, so one pass mostly does.
+        out[over] = ref[over] + (out[over] - ref[over]) * (0.995 * max_de / de[over])[:, None]
+        de_over = ciede2000(ref[over], out[over])
+        still = de_over > max_de
+        over = over[still]
+        de[over] = de_over[still]
+    return out.reshape(np.shape(new_lab))
 
 
 # ---- structure -----------------------------------------------------------------------------
 def _luma(rgb: np.ndarray) -> np.ndarray:
     c = np.asarray(rgb, np.float32)
     return c[..., 0] * 0.299 + c[..., 1] * 0.587 + c[..., 2] * 0.114
+
+
+def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide ones on a reduced copy (a 60 px sigma costs seconds at full size, not here)."""
+    if sigma <= 6:
+        return cv2.GaussianBlur(x, (0, 0), sigma)
+    f = sigma / 3.0
+    h, w = x.shape[:2]
+    small = cv2.resize(x, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), 3.0), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -193,9 +218,12 @@ def measure(reference: Image.Image, image: Image.Image, mask: np.ndarray) -> Fid
     core, _ = product_core(np.asarray(mask)[box])
     if core.sum() < _MIN_CORE_PX:
         return None
-    de = ciede2000(srgb_to_lab(ref[core]), srgb_to_lab(img[core]))
-    ss = ssim_map(_luma(ref), _luma(img))[core]
-    return Fidelity(float(de.mean()), float(ss.mean()))
+    # The mean over at most ~1M evenly spread core pixels: exact for ordinary canvases, and a 4096 px
+    # canvas's product measures in a second instead of ten, to far better than 0.01.
+    idx = np.flatnonzero(core)[:: max(1, int(core.sum()) // _MAX_MEASURED_PX)]
+    de = ciede2000(srgb_to_lab(ref.reshape(-1, 3)[idx]), srgb_to_lab(img.reshape(-1, 3)[idx]))
+    ss = ssim_map(_luma(ref), _luma(img)).reshape(-1)[idx]
+    return Fidelity(float(de.mean(dtype=np.float64)), float(ss.mean()))
 
 
 def restore(
@@ -213,28 +241,28 @@ def restore(
     if box is None:
         return Image.fromarray(out, "RGB")
     ref8, new8 = _rgb(reference, size)[box], out[box]
-    ref, new = ref8.astype(np.float32), new8.astype(np.float32)
     m = np.asarray(mask)[box]
     core, weight = product_core(m)
     if not core.any():
         return Image.fromarray(out, "RGB")
+    touched = weight > 0  # the product and its ring: the only pixels restore writes (and converts)
     if relight == "none":
-        product = ref
+        product = ref8[touched].astype(np.float32)
     else:
-        ref_lab, new_lab = srgb_to_lab(ref8), srgb_to_lab(new8)
-        inside = core.astype(np.float32)
+        change = np.zeros(core.shape + (3,), np.float32)
+        change[core] = srgb_to_lab(new8[core]) - srgb_to_lab(ref8[core])
         # Normalised convolution over the core: neither the scene nor the edge ring (where a model blends
         # the product's outline into the scene) may bleed into the product's light.
-        support = cv2.GaussianBlur(inside, (0, 0), sigma)
-        change = cv2.GaussianBlur((new_lab - ref_lab) * inside[..., None], (0, 0), sigma)
-        change /= np.maximum(support, 1e-4)[..., None]
-        lit = ref_lab + change
+        inside = core.astype(np.float32)
+        change = smooth(change, sigma) / np.maximum(smooth(inside, sigma), 1e-4)[..., None]
+        ref_lab = srgb_to_lab(ref8[touched])
+        lit = ref_lab + change[touched]
         if limit is not None:
-            lit[weight > 0] = limit_change(ref_lab[weight > 0], lit[weight > 0], limit)
+            lit = limit_change(ref_lab, lit, limit)
         product = lab_to_srgb(lit)
-    w = weight[..., None]
-    blended = new * (1 - w) + product * w
-    out[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    w = weight[touched][:, None]
+    blended = new8[touched] * (1 - w) + product * w
+    out[box][touched] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return Image.fromarray(out, "RGB")
 
 

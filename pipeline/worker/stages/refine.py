@@ -12,12 +12,18 @@ its own red on a warm wooden scene; ``full`` pulls as far as the scene asks.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from pipeline.schemas import Relight
-from pipeline.worker.stages.fidelity import SUBTLE_BUDGET, lab_to_srgb, limit_change, product_core, srgb_to_lab
+from pipeline.worker.stages.fidelity import (
+    SUBTLE_BUDGET,
+    lab_to_srgb,
+    limit_change,
+    product_core,
+    smooth,
+    srgb_to_lab,
+)
 
 _PULL = np.array([0.15, 0.35, 0.35], np.float32)  # a/b (colour cast) more than L (exposure)
 
@@ -51,14 +57,15 @@ def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Re
         on = m > 0
         shifted[on] = limit_change(lab[on], shifted[on], SUBTLE_BUDGET)
     # Light wrap: blurred scene bleeding onto the product's rim.
-    blurred = cv2.GaussianBlur(lab, (0, 0), sigmaX=wrap_sigma)
-    rim = np.clip(cv2.GaussianBlur(1.0 - m, (0, 0), sigmaX=rim_sigma) * m * 2.0, 0, 1)
+    blurred = smooth(lab, wrap_sigma)
+    rim = np.clip(smooth(1.0 - m, rim_sigma) * m * 2.0, 0, 1)
     if relight != "full":  # the wrap stays on the rim: the product's core keeps its own colours
         rim *= 1.0 - product_core(mask[box])[1]
     wrap = (rim * 0.35 * strength)[..., None]
     shifted = shifted * (1 - wrap) + blurred * wrap
-    out = lab_to_srgb(lab * (1 - m[..., None]) + shifted * m[..., None])
-    result = rgb.copy()
     touched = m > 0  # outside the product the pixels are copied, not round-tripped through Lab
-    result[box][touched] = np.clip(np.rint(out[touched]), 0, 255).astype(np.uint8)
+    mt = m[touched][:, None]
+    out = lab_to_srgb(lab[touched] * (1 - mt) + shifted[touched] * mt)
+    result = rgb.copy()
+    result[box][touched] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return Image.fromarray(result, "RGB")
