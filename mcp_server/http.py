@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from mcp_server.openapi import ApiError, HttpMethod, RouteSpec, build_document, spec_for
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
+from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 from pipeline.schemas import (
     FontInfo,
     GenerateRequest,
@@ -33,7 +34,6 @@ from pipeline.schemas import (
     StopResponse,
     describe_validation,
 )
-from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 
 MAX_BODY = 40 * 1024 * 1024
 DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
@@ -58,7 +58,9 @@ class RestApi:
         self.server = server
         self.routes: list[RouteSpec] = []
 
-    def route(self, path: str, method: HttpMethod, summary: str | None = None, **declared: Any) -> Callable[[Handler], Handler]:
+    def route(
+        self, path: str, method: HttpMethod, summary: str | None = None, **declared: Any
+    ) -> Callable[[Handler], Handler]:
         """Register ``path`` for ``method``. The handler's docstring gives the summary (first line) and
         description; ``declared`` is ``RouteSpec``'s: request=Model (JSON body), response=Model or
         list[Model] (200 JSON), content=("image/png", ...) for other 200 media, responses={404: "why"}
@@ -152,8 +154,10 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         return FileResponse(path, media_type=OUTPUT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
                             filename=name, headers={"Cache-Control": "private, max-age=86400"})
 
-    @api.get("/jobs/{job_id}/{artifact}", content=tuple(dict.fromkeys(ARTIFACTS.values())), responses={404: "no such image"},
-             path_params={"job_id": JobId, "artifact": {"type": "string", "enum": list(ARTIFACTS), "description": "Which image."}})
+    which = {"type": "string", "enum": list(ARTIFACTS), "description": "Which image."}
+
+    @api.get("/jobs/{job_id}/{artifact}", content=tuple(dict.fromkeys(ARTIFACTS.values())),
+             responses={404: "no such image"}, path_params={"job_id": JobId, "artifact": which})
     async def artifact(request: Request) -> Response:
         """Download one of a job's images (final.png, step1.png, text.png, ...)"""
         name = request.path_params["artifact"]
@@ -183,7 +187,9 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         """This document (OpenAPI 3.1)"""
         return JSONResponse(api.document)
 
-    @api.get("/health", response=HealthResponse, responses={503: ("degraded: the body says what is wrong", HealthResponse)})
+    degraded = ("degraded: the body says what is wrong", HealthResponse)
+
+    @api.get("/health", response=HealthResponse, responses={503: degraded})
     async def health(request: Request) -> Response:
         """Server, worker and GPU health (open without the token, for container health checks)"""
         h = manager.health()

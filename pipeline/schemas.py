@@ -22,7 +22,9 @@ MAX_B64_CHARS = 36_000_000
 MAX_COPY_CHARS = 300
 MAX_PROMPT_CHARS = 2000
 
-FontWeight = Literal["normal", "bold", "lighter", "bolder", "100", "200", "300", "400", "500", "600", "700", "800", "900"]
+FontWeight = Literal[
+    "normal", "bold", "lighter", "bolder", "100", "200", "300", "400", "500", "600", "700", "800", "900"
+]
 # How far refinement may relight the product's own pixels (pipeline/worker/stages/fidelity.py enforces it).
 Relight = Literal["none", "subtle", "full"]
 
@@ -185,7 +187,8 @@ class GenerateRequest(BaseModel):
         return _reject_control_chars(v, info.field_name, allow_newlines=info.field_name == "subline")
 
     @field_validator(
-        "bg_prompt", "bg_negative_prompt", "bg_composition_prompt", "bg_composition_negative_prompt", "html_style_prompt"
+        "bg_prompt", "bg_negative_prompt", "bg_composition_prompt", "bg_composition_negative_prompt",
+        "html_style_prompt",
     )
     @classmethod
     def _prompts(cls, v: str, info: Any) -> str:

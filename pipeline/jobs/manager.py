@@ -130,7 +130,8 @@ class JobManager:
 
     async def wait_ready(self, timeout: float = 60.0) -> bool:
         with anyio.move_on_after(timeout):
-            while not self.worker.ready:
+            # The flag is the supervisor's (set by its pump); polling at start-up keeps it the only owner.
+            while not self.worker.ready:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         return self.worker.ready
 
@@ -162,17 +163,8 @@ class JobManager:
         if job is None or job.status != "running":
             return  # a stopped or relabelled job: its late events change nothing
         now = time.monotonic()
-        if isinstance(ev, StageStarted):
-            job.stage, job.stage_started, job.stage_fraction = ev.stage, now, 0.0
-            job.sub_step, job.message = registry.STAGES[ev.stage].label, ev.message
-        elif isinstance(ev, StageProgress):
-            if ev.stage == job.stage:
-                job.stage_fraction = max(job.stage_fraction, ev.fraction)
-                job.sub_step = ev.sub_step
-        elif isinstance(ev, StageFinished):
-            job.done[ev.stage] = ev.seconds
-            job.stage_fraction = 1.0
-            self.stats.record(job.backend, job.width, job.height, ev.stage, ev.seconds)
+        if isinstance(ev, StageStarted | StageProgress | StageFinished):
+            self._on_stage_event(job, ev, now)
         elif isinstance(ev, DesignNeeded):
             assert self._tg is not None
             job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
@@ -186,6 +178,19 @@ class JobManager:
         if est := job_estimate(job, now):
             job.progress = max(job.progress, est.percent)
         job.touch()
+
+    def _on_stage_event(self, job: Job, ev: StageStarted | StageProgress | StageFinished, now: float) -> None:
+        if isinstance(ev, StageStarted):
+            job.stage, job.stage_started, job.stage_fraction = ev.stage, now, 0.0
+            job.sub_step, job.message = registry.STAGES[ev.stage].label, ev.message
+        elif isinstance(ev, StageProgress):
+            if ev.stage == job.stage:
+                job.stage_fraction = max(job.stage_fraction, ev.fraction)
+                job.sub_step = ev.sub_step
+        else:
+            job.done[ev.stage] = ev.seconds
+            job.stage_fraction = 1.0
+            self.stats.record(job.backend, job.width, job.height, ev.stage, ev.seconds)
 
     async def _design(self, ev: DesignNeeded) -> None:
         handle = self.worker.handle
