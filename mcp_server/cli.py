@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--text", help="the ad copy, the headline (omit for an image without text); **bold**, ==highlight==")
     g.add_argument("--subline", help="a smaller line under the headline")
     g.add_argument("--cta", help="call to action, drawn as a button (e.g. 'Shop now')")
-    g.add_argument("--badge", help="short badge beside the price (e.g. '-30%%' or 'NEW')")
+    g.add_argument("--badge", help="short badge beside the price (e.g. NEW, or --badge=-30%% for one starting with -)")
     g.add_argument("--price", help="the price as it should read (e.g. '₩19,900')")
     g.add_argument("--prompt", default="Wooden table in a cozy cafe, sunlight, realistic", help="background scene")
     g.add_argument("--style", help="style hint for the text layer")

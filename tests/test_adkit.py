@@ -1,5 +1,5 @@
 """Ads a marketer can ship (issue 13): structured copy (headline, subline, price, badge, call to
-action) with a tiny safe emphasis markup.
+action) with a tiny safe emphasis markup, and the placement presets' safe zones.
 
 The template's documents are rendered by real Chromium: every part must draw inside the layout
 plan's copy box (each part checked alone by hiding the others, which keeps the layout), clear
@@ -9,8 +9,12 @@ is not ours stays text. Then whole jobs through the real job manager and worker.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
 import numpy as np
@@ -20,12 +24,13 @@ from pydantic import ValidationError
 
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
+from pipeline.placements import PLACEMENTS
 from pipeline.schemas import GenerateRequest
 from pipeline.worker.design.prompt import build_prompt
 from pipeline.worker.design.sanitize import contains_copy, sanitize_html
 from pipeline.worker.layout import Box, CopyParts, margin_px, plain_copy, plan_layout, requested_font_px
 from pipeline.worker.stages.design import DesignSpec, design_template, render_markup
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, EXAMPLE, REPO
 from tests.test_design import ThreadRenderer
 
 SIZES = [(1080, 1080), (1080, 1350), (1080, 1920), (1200, 628), (1920, 1080)]
@@ -248,3 +253,62 @@ async def test_job_sets_every_part_inside_the_copy_box_off_the_product(
     product = np.asarray(Image.open(folder / "mask.png")) > 127
     assert (ink & product).sum() == 0 and product.sum() > 0
     assert st.warnings == [], st.warnings
+
+
+# ---- placements: presets and their safe zones ----------------------------------------------
+def test_placement_presets_have_the_platform_sizes_and_story_safe_zone() -> None:
+    sizes = {name: (p.width, p.height) for name, p in PLACEMENTS.items()}
+    assert sizes == {"square": (1080, 1080), "portrait": (1080, 1350), "story": (1080, 1920),
+                     "landscape": (1200, 628), "wide": (1920, 1080)}
+    assert PLACEMENTS["story"].safe_px() == (269, 384)  # top 14%, bottom 20% of 1920
+
+
+@pytest.mark.parametrize("name", list(PLACEMENTS))
+@pytest.mark.parametrize("position", ["top", "center", "bottom", "auto"])
+def test_copy_stays_inside_each_placements_safe_zone(name: str, position: str, renderer: ThreadRenderer) -> None:
+    p = PLACEMENTS[name]
+    size = (p.width, p.height)
+    top, bottom = p.safe_px()
+    m = margin_px(size)
+    spec = _spec(size, position, **PARTS_KO)
+    for product in (BOTTLE, None):  # a job's plan (product placed by us) and step 2's copy-only plan
+        plan = plan_layout(size, product, spec.parts, position, requested_font_px(72, size),
+                           ground=round(size[1] * 0.85), safe=(top, bottom))
+        b = plan.copy_box
+        assert b is not None and b.y >= max(m, top) and b.bottom <= size[1] - max(m, bottom), (name, position, b)
+        if product is not None:
+            assert plan.product_box is not None and not b.overlaps(plan.product_box)
+        # The rendered text layer's ink (checked on its alpha) stays out of the unsafe bands too.
+        ink = _ink(renderer.render(design_template(spec, None, None, None, plan=plan).html, *size))
+        assert ink.sum() > 2000
+        assert not ink[: max(m, top) - 2].any() and not ink[size[1] - max(m, bottom) + 2:].any(), (name, position)
+        if name == "story" and position == "bottom" and product is not None:
+            ARTIFACTS.mkdir(exist_ok=True)
+            Image.fromarray(ink.astype(np.uint8) * 255).save(ARTIFACTS / "adkit_story_bottom_ink.png")
+
+
+def test_story_safe_zone_moves_the_copy_compared_with_no_zone() -> None:
+    p = PLACEMENTS["story"]
+    size = (p.width, p.height)
+    parts = CopyParts(PARTS_EN["text"], PARTS_EN["subline"], PARTS_EN["price"], PARTS_EN["badge"], PARTS_EN["cta"])
+    free = plan_layout(size, BOTTLE, parts, "bottom", requested_font_px(72, size), ground=1600)
+    safe = plan_layout(size, BOTTLE, parts, "bottom", requested_font_px(72, size), ground=1600, safe=p.safe_px())
+    assert free.copy_box is not None and safe.copy_box is not None
+    assert free.copy_box.bottom > size[1] - p.safe_px()[1]  # without the zone the copy sits in the reply bar
+    assert safe.copy_box.bottom <= size[1] - p.safe_px()[1]
+
+
+def test_cli_sends_the_structured_copy(tmp_path: Path) -> None:
+    """``adgen generate`` (a real MCP client starting the server over stdio) passes every part."""
+    out = tmp_path / "ad.png"
+    env = dict(os.environ, ADGEN_DATA_DIR=str(tmp_path / "d"), ADGEN_OUTPUT_DIR=str(tmp_path / "out"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_server.cli", "generate", str(EXAMPLE), "--text", "Summer **Sale**",
+         "--subline", "Hydrating serum", "--cta", "Shop now", "--badge=-30%", "--price", "₩19,900",
+         "--size", "600x750", "--seed", "3", "--out", str(out), "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (600, 750)
+    doc = next((tmp_path / "d").rglob("design.html")).read_text()
+    for value in ("Summer <strong>Sale</strong>", "Hydrating serum", "Shop now", "-30%", "₩19,900"):
+        assert value in doc

@@ -418,10 +418,21 @@ class _Ask:
     ground0: int  # where the scene wants the product to stand
     nat: float  # the product's natural scale
     style: TextStyle
+    safe: tuple[int, int] = (0, 0)  # px at the top and bottom that must stay free of copy (platform UI)
 
     @property
     def margin(self) -> int:
         return margin_px(self.canvas)
+
+    @property
+    def top(self) -> int:
+        """The highest y the copy may start at."""
+        return max(self.margin, self.safe[0])
+
+    @property
+    def low(self) -> int:
+        """The lowest y the copy may reach."""
+        return self.canvas[1] - max(self.margin, self.safe[1])
 
     @property
     def gap(self) -> int:
@@ -446,17 +457,17 @@ def _stacked(where: str, a: _Ask, floor: float, weight: float) -> list[_Candidat
             continue
         lines, ch = size
         if where == "bottom":  # the copy takes the bottom, the product stands above it (raised if need be)
-            cy = H - m - ch
+            cy = a.low - ch
             ground = min(a.ground0, cy - gap)
             room = ground - m
         else:
-            cy = m if where == "top" else round(H * float(where.split("@")[1]) - ch / 2)
+            cy = a.top if where == "top" else round(H * float(where.split("@")[1]) - ch / 2)
             ground = a.ground0
             if where != "top":  # a product squeezed under centred copy may stand nearer the viewer (lower)
                 ground = max(ground, min(ground + round(H * 0.05), H - 2 * m, round(cy + ch + gap + a.nat * ph)))
             room = ground - (cy + ch + gap)
         scale = min(a.nat, room / ph, (W - 2 * m) / pw)
-        if cy < m or cy + ch > H - m or room <= 0 or scale < a.nat * floor:
+        if cy < a.top or cy + ch > a.low or room <= 0 or scale < a.nat * floor:
             continue
         # A product lifted far above the scene's floor line starts to float on the wall behind it.
         lift = 1.0 - 0.6 * max(0, a.ground0 - ground) / H
@@ -488,10 +499,10 @@ def _beside(a: _Ask, floor: float, weight: float, copy_left: bool, centre_copy: 
         mid = H / 2 if centre_copy else prod.y + prod.h / 2
         for f in _font_steps(a.req, a.fmin):
             size = a.block(f, box_w)
-            if size is None or size[1] > H - 2 * m:
+            if size is None or size[1] > a.low - a.top:
                 continue
             lines, ch = size
-            cy = int(min(max(mid - ch / 2, m), H - m - ch))
+            cy = int(min(max(mid - ch / 2, a.top), a.low - ch))
             out.append(_Candidate(
                 product=prod, copy=Box(m if copy_left else W - m - box_w, cy, box_w, ch), ground=a.ground0,
                 font=f, lines=lines, product_ratio=scale / a.nat, region="left" if copy_left else "right",
@@ -558,27 +569,28 @@ def choose_third(position: str, free_space: dict[str, float] | None, avoid: Box 
 
 def _copy_only(
     canvas: tuple[int, int], copy: CopyParts, position: str, req: int, fmin: int, style: TextStyle,
-    free_space: dict[str, float] | None, avoid: Box | None,
+    free_space: dict[str, float] | None, avoid: Box | None, safe: tuple[int, int] = (0, 0),
 ) -> tuple[Box, int, int, str, list[str]]:
     """No product to place (step 2 on a given picture): the copy goes in a third of the canvas,
     the calmest one for ``auto`` and never the one holding a known product."""
     W, H = canvas
     m = margin_px(canvas)
+    top, low = max(m, safe[0]), H - max(m, safe[1])
     region = choose_third(position, free_space, avoid, H)
     i = THIRDS.index(region)
-    y0, y1 = max(m, round(H * i / 3)), min(H - m, round(H * (i + 1) / 3))
+    y0, y1 = max(top, round(H * i / 3)), min(low, round(H * (i + 1) / 3))
     box_w = W - 2 * m
     warnings: list[str] = []
-    fit = fit_font(copy, box_w, y1 - y0, req, fmin, style)
+    fit = fit_font(copy, box_w, y1 - y0, req, fmin, style) if y1 > y0 else None
     if fit is None:  # long copy: keep the legible minimum and let the copy take more of the canvas
-        fit = fit_font(copy, box_w, H - 2 * m, fmin, fmin, style)
+        fit = fit_font(copy, box_w, low - top, fmin, fmin, style)
         if fit is None:
             raise _too_long(canvas, fmin)
         warnings.append(_long_warning(canvas, fmin))
     f, lines = fit
     ch = block_height(copy, f, _inner_width(box_w, f), style, fmin)[1]  # type: ignore[index]  # it fitted
     anchor = {"top": y0, "center": (y0 + y1 - ch) / 2, "bottom": y1 - ch}[region]
-    cy = int(min(max(anchor, m), H - m - ch))
+    cy = int(min(max(anchor, top), low - ch))
     return Box(m, cy, box_w, ch), f, lines, region, warnings
 
 
@@ -635,6 +647,7 @@ def plan_layout(
     ground: int | None = None,
     style: TextStyle | None = None,
     avoid: Box | None = None,
+    safe: tuple[int, int] = (0, 0),
 ) -> LayoutPlan:
     """Plan the product's box and the copy's box together.
 
@@ -642,8 +655,9 @@ def plan_layout(
     ``free_space`` the analysis's per-third calm scores; ``ground`` the y where the scene's floor
     wants the product to stand; ``avoid`` a product already in the picture (step 2 with a mask).
     ``copy`` is the headline, or ``CopyParts`` (headline, subline, price, badge, call to action):
-    the copy box then holds all of them. Raises UserFacingError only when the copy cannot fit the
-    canvas even at the legible minimum.
+    the copy box then holds all of them. ``safe`` is (top, bottom) in px kept free of copy on top
+    of the margins (a placement's safe zone, e.g. a story's UI). Raises UserFacingError only when
+    the copy cannot fit the canvas even at the legible minimum.
     """
     if position not in POSITIONS:
         raise ValueError(f"text_position must be one of {', '.join(POSITIONS)}")
@@ -659,7 +673,8 @@ def plan_layout(
     if product_size is None:
         if not copy:
             return LayoutPlan(canvas, None, None, None, False, req, 0, position, style.lang)
-        box, f, lines, region, warnings = _copy_only(canvas, parts, position, req, fmin, style, free_space, avoid)
+        box, f, lines, region, warnings = _copy_only(canvas, parts, position, req, fmin, style, free_space, avoid,
+                                                     safe)
         return _plan(canvas, None, box, None, False, f, lines, region, style, warnings, parts)
 
     pw, ph = max(1, product_size[0]), max(1, product_size[1])
@@ -668,7 +683,7 @@ def plan_layout(
     if not copy:
         return LayoutPlan(canvas, natural, None, ground0, False, req, 0, position, style.lang)
 
-    best = _best(_Ask(canvas, (pw, ph), parts, req, fmin, ground0, nat, style), position, free_space)
+    best = _best(_Ask(canvas, (pw, ph), parts, req, fmin, ground0, nat, style, safe), position, free_space)
     if best is not None:
         warnings = []
         if best.font == fmin < req and (len(parts.texts()) > 1 or count_lines(
@@ -681,7 +696,7 @@ def plan_layout(
 
     # No arrangement keeps them apart: the copy goes where it was asked, over the product, on a panel.
     box, f, lines, region, warnings = _copy_only(
-        canvas, parts, "top" if position == "auto" else position, req, fmin, style, free_space, None)
+        canvas, parts, "top" if position == "auto" else position, req, fmin, style, free_space, None, safe)
     warnings.append("The copy could not be kept clear of the product at a legible size, so it is set on a panel "
                     "over the picture.")
     return _plan(canvas, natural, box, ground0, True, f, lines, region, style, warnings, parts)
