@@ -193,7 +193,8 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
     async def health(request: Request) -> Response:
         """Server, worker and GPU health (open without the token, for container health checks)"""
         h = manager.health()
-        return JSONResponse(h.model_dump(mode="json"), status_code=200 if h.status == "ok" else 503)
+        # Warming is healthy (jobs run, the first ones may load a model); degraded needs a person.
+        return JSONResponse(h.model_dump(mode="json"), status_code=503 if h.status == "degraded" else 200)
 
     @api.get("/fonts", response=list[FontInfo])
     async def fonts(request: Request) -> Response:

@@ -343,7 +343,8 @@ class FontList(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "warming", "degraded"] = Field(description="warming = the worker is still loading the "
+                                                         "models it keeps resident (jobs are accepted and run).")
     gpu_available: bool
     worker_alive: bool
     backend: str

@@ -444,9 +444,9 @@ async def test_resources_show_backend_plan_and_cache_before_any_job(tmp_path: Pa
 async def test_warm_start_loads_the_plan_s_models_before_the_first_job(tmp_path: Path, tiny_hub, product_b64) -> None:
     async with JobManager(model_settings(tmp_path, tiny_hub, warmup=True)) as m:
         assert await m.wait_ready()
-        with anyio.fail_after(180):
-            while m.worker.state.warming or cache_info(m)["loads"] < 3:  # noqa: ASYNC110 (worker state events)
-                await anyio.sleep(0.2)
+        assert m.worker.state.warming and m.health().status == "warming"  # nothing loaded yet at ready
+        await wait_until(lambda: not m.worker.state.warming and cache_info(m)["loads"] >= 3, 180, "warm start")
+        assert m.health().status == "ok"
         warm = cache_info(m)
         assert warm["loads"] == 3 and {e["key"] for e in warm["resident"]} == {"flux", "segmenter", "vlm"}
         assert await wait_done(m, (await m.submit(req(product_b64))).job_id) == "completed"

@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -451,8 +451,12 @@ class JobManager:
 
     def health(self) -> HealthResponse:
         alive = self.worker.alive()
+        state = self.worker.state
+        status: Literal["ok", "warming", "degraded"] = "ok" if alive and not self.problems else "degraded"
+        if status == "ok" and state is not None and state.warming:
+            status = "warming"
         return HealthResponse(
-            status="ok" if alive and not self.problems else "degraded", gpu_available=bool(self.metrics().gpu_info),
+            status=status, gpu_available=bool(self.metrics().gpu_info),
             worker_alive=alive, backend=self.default_backend(), queue_length=len(self.queue),
             running_job=self.running, problems=self.problems,
         )
