@@ -312,3 +312,11 @@ def test_cli_sends_the_structured_copy(tmp_path: Path) -> None:
     doc = next((tmp_path / "d").rglob("design.html")).read_text()
     for value in ("Summer <strong>Sale</strong>", "Hydrating serum", "Shop now", "-30%", "₩19,900"):
         assert value in doc
+
+
+def test_sanitiser_allowlist_keeps_whole_property_names() -> None:
+    """LLM designs need font-size, padding-right...: a wrapped word list once split them in two."""
+    from pipeline.worker.design.sanitize import CSS_FUNCTIONS, CSS_PROPERTIES
+
+    assert not [p for p in CSS_PROPERTIES | CSS_FUNCTIONS if p.endswith("-") or p.startswith("-") and p.count("-") == 1]
+    assert {"font-size", "padding-right", "grid-template-rows", "-webkit-text-stroke", "border-right"} <= CSS_PROPERTIES
