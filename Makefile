@@ -7,7 +7,7 @@ BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
 INSPECTOR := .tools/node_modules/.bin/mcp-inspector
 
-.PHONY: setup setup-full system demo test serve bench clean
+.PHONY: setup setup-full system demo test check lint serve bench clean
 
 # The demo needs no torch (CPU draft backend); the tests also build tiny real models.
 setup: system $(BASE)
@@ -41,11 +41,20 @@ demo: setup
 		--prompt "Wooden table in a cozy cafe, warm sunlight" \
 		--seed 7 --out out/demo_ad.png --data-dir out/data
 
-test: setup-full
+# Lint and types first (seconds with a warm cache), then the whole suite.
+test: setup-full lint
 	$(PY) -m pytest -q
+
+# The fast loop: lint, types and the tests not marked slow.
+check: setup-full lint
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup-full
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 serve: setup
 	$(VENV)/bin/adgen-mcp --transport streamable-http --port 8000
 
 clean:
-	rm -rf out test-artifacts .pytest_cache
+	rm -rf out test-artifacts .pytest_cache .mypy_cache .ruff_cache

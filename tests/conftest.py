@@ -170,3 +170,17 @@ def tiny_hub() -> dict[str, str]:
     from tests.tiny_models.hub import build_all
 
     return build_all(Path(os.environ["HF_HUB_CACHE"]))
+
+
+# `make check` runs `pytest -m "not slow"`: these modules need no worker process, server or
+# model build, and together run in well under a minute. Everything else counts as slow.
+FAST_MODULES = frozenset({
+    "test_schemas", "test_stats", "test_config", "test_stages", "test_memory_plan", "test_sanitize",
+    "test_cutout_corpus", "test_sources",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -259,7 +259,8 @@ body {{ box-sizing: border-box; display: flex; align-items: center; justify-cont
   {paint}; filter: drop-shadow(0 2px 5px rgba(0,0,0,.35)); }}
 .row {{ margin-top: {round(ROW_GAP * font_px)}px; display: flex; flex-wrap: wrap; justify-content: center;
   align-items: center; gap: 0 {round(ROW_SPACE * z.price)}px; }}
-.price {{ font-size: {z.price}px; font-weight: 800; max-width: 100%; {paint}; filter: drop-shadow(0 2px 6px rgba(0,0,0,.35)); }}
+.price {{ font-size: {z.price}px; font-weight: 800; max-width: 100%; {paint};
+  filter: drop-shadow(0 2px 6px rgba(0,0,0,.35)); }}
 .badge {{ font-size: {z.badge}px; max-width: 100%; box-sizing: border-box; padding: {round(PILL_Y * z.badge)}px
   {round(PILL_X * z.badge)}px; border-radius: {round(z.badge * 0.5)}px; background: #e8453c; color: #ffffff; }}
 .cta {{ margin-top: {round(CTA_GAP * font_px)}px; }}
