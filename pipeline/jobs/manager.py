@@ -94,6 +94,7 @@ class JobManager:
         self._tg: anyio.abc.TaskGroup | None = None
         self._metrics: tuple[float, SystemMetrics] | None = None
         self._metrics_refreshing = False
+        self._output_root: Path | None = None
         self.problems: list[str] = []  # found at start-up: what makes text-layer jobs fail, with the fix
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -378,9 +379,11 @@ class JobManager:
         if job is None or not job.report.output_file:
             return None
         path = Path(job.report.output_file)
-        folder = self.settings.output_dir.expanduser().resolve()
-        # Only files inside today's output folder: a record never makes the server serve other paths.
-        return path if path.is_file() and path.resolve().is_relative_to(folder) else None
+        if self._output_root is None:  # the configured folder, resolved once (status polls ask on every call)
+            self._output_root = self.settings.output_dir.expanduser().resolve()
+        # Only files inside the output folder: a record never makes the server serve other paths. The file
+        # itself is resolved every time: it may have been replaced (by a link elsewhere, say) since.
+        return path if path.is_file() and path.resolve().is_relative_to(self._output_root) else None
 
     def recent_results(self, limit: int = 20) -> list[StatusResponse]:
         """Completed jobs with a final image, newest first (for MCP resources/list)."""

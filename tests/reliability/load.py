@@ -122,7 +122,7 @@ class Pollers:
         return {
             "calls": len(latencies), "errors": len(errors), "first_errors": errors[:3], **percentiles(latencies),
             "mean_bytes": int(statistics.mean(sizes)) if sizes else 0,
-            "client_cpu_ms": round((time.process_time() - cpu) * 1000 / calls, 2), **extra,
+            "client_cpu_ms": round((time.process_time() - cpu) * 1000 / calls, 2), "latencies": latencies, **extra,
         }
 
 
@@ -131,7 +131,9 @@ async def poll(url: str, tool: str, args: dict[str, Any], clients: int = 20, hz:
                server_pid: int | None = None) -> dict[str, Any]:
     """One timed window of ``clients`` fresh clients (see ``Pollers``)."""
     async with Pollers(url, tool, args, clients, hz, server_pid) as pollers:
-        return await pollers.window(seconds, during)
+        result = await pollers.window(seconds, during)
+    del result["latencies"]
+    return result
 
 
 async def accepts(client: Client, args: dict[str, Any], count: int, interval: float) -> dict[str, Any]:
@@ -248,11 +250,10 @@ async def _settle(http: httpx.AsyncClient, job_ids: list[str], within_s: float) 
 
 
 def _phase(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """A phase's windows summed up: the median window's p50/p99 (robust to one bad window), totals."""
+    """A phase's windows summed up: percentiles over all its calls (each window keeps its own), totals."""
+    pooled = [x for w in windows for x in w.pop("latencies")]
     return {
-        "p50_ms": statistics.median(w["p50_ms"] for w in windows),
-        "p99_ms": statistics.median(w["p99_ms"] for w in windows),
-        "max_ms": max(w["max_ms"] for w in windows),
+        **percentiles(pooled),
         "calls": sum(w["calls"] for w in windows), "errors": sum(w["errors"] for w in windows),
         "mean_bytes": int(statistics.mean(w["mean_bytes"] for w in windows)),
         "client_cpu_ms": round(statistics.median(w["client_cpu_ms"] for w in windows), 2),
@@ -276,8 +277,8 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
       latencies reported are those measured while adgen itself was being polled);
     * idle: once the worker is idle again.
 
-    Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (medians over the
-    windows). The accepted jobs are stopped after the busy phase (they exist to be accepted); the server
+    Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (percentiles over
+    all the calls of a phase's windows). The accepted jobs are stopped after the busy phase (they exist to be accepted); the server
     needs room for them in its queue (ADGEN_QUEUE_MAX).
     """
     mcp = base + "/mcp"
