@@ -30,7 +30,8 @@ async def test_twenty_pollers_and_accepts_zero_errors(http_server_factory, produ
         assert p["errors"] == 0, (phase, [w["first_errors"] for w in p["windows"]])
         assert p["calls"] >= 20 * 4  # every client kept polling, at least once a second
     assert result["accept"]["errors"] == 0, result["accept"]["first_errors"]
-    assert result["accept"]["calls"] == 10 and result["accepted"] == 10
+    # Accepts run in the adgen windows (timed) and in the do-nothing server's (same work on the machine).
+    assert result["accept"]["calls"] == 10 and result["accepted"] == 2 * 10
     assert result["job_statuses"] == ["completed"] * 4
     assert result["idle"]["mean_bytes"] > 10_000  # a finished job's status carries its preview...
     assert result["idle"]["mean_bytes"] < 1_000_000  # ...and stays far under what clients accept
