@@ -127,29 +127,39 @@ async def bench_models(data: Path) -> None:
     try:
         from tests.tiny_models.flux import build_flux
         from tests.tiny_models.qwen2vl import build_qwen2vl
-        from tests.tiny_models.segmentation import build_segmenter
+        from tests.tiny_models.segmentation import build_segmenter, build_vitmatte
     except ImportError as exc:
         print(f"model cache benchmark skipped: {exc} (pip install 'adgen[models]')")
         return
     models = data / "tiny"
     flux, seg, vlm = build_flux(models / "flux"), build_segmenter(models / "seg"), build_qwen2vl(models / "vlm")
+    matting = build_vitmatte(models / "matting")
+    settings = Settings(data_dir=data / "models", backend="diffusion", device="cpu", offline=True,
+                        flux_model=str(flux), seg_model=str(seg), matting_model=str(matting), vlm_model=str(vlm),
+                        flux_steps=2, seg_input_size=256, vlm_max_new_tokens=6, vlm_max_pixels=224 * 224,
+                        vram_budget_gb=4.0)
+    # Ours: one worker keeps its models for the second job. The seed's way: every job loads every model,
+    # i.e. each job runs on a worker with nothing loaded. Timed from submit to completed, after start-up.
     results = {}
-    for name, budget in (("resident", 4.0), ("reload", 0.0001)):
-        settings = Settings(data_dir=data / name, backend="diffusion", device="cpu", offline=True,
-                            flux_model=str(flux), seg_model=str(seg), vlm_model=str(vlm), flux_steps=2,
-                            seg_input_size=256, vlm_max_new_tokens=6, vlm_max_pixels=224 * 224, vram_budget_gb=budget)
-        async with JobManager(settings) as m:
-            await m.wait_ready()
-            started = time.perf_counter()
-            for i in range(2):
-                job = await m.submit(GenerateRequest(product_image=PRODUCT, text_content=f"job {i}", width=256,
-                                                     height=256, seed=i))
-                while m.status(job.job_id, with_metrics=False).status not in ("completed", "failed"):
-                    await m.wait_for_change(job.job_id, 0.2)
-            cache = m.resources().models["backend"]["cache"]
-            results[name] = (time.perf_counter() - started, cache["loads"])
+    for name, workers in (("resident", 1), ("reload", 2)):
+        seconds, loads = 0.0, 0
+        for jobs in ([0, 1],) if workers == 1 else ([0], [1]):
+            async with JobManager(settings) as m:
+                await m.wait_ready()
+                for i in jobs:
+                    started = time.perf_counter()
+                    job = await m.submit(GenerateRequest(product_image=PRODUCT, text_content=f"job {i}", width=256,
+                                                         height=256, seed=i))
+                    while (st := m.status(job.job_id, with_metrics=False)).status not in ("completed", "failed"):
+                        await m.wait_for_change(job.job_id, 0.2)
+                    if st.status != "completed":  # a model this benchmark does not provide: say so, go on
+                        print(f"model cache benchmark skipped: tiny-model job {st.status}: {(st.error or '')[:300]}")
+                        return
+                    seconds += time.perf_counter() - started
+                loads += m.resources().models["backend"]["cache"]["loads"]
+        results[name] = (seconds, loads)
     row("tiny-model loads over 2 jobs (cache vs reload)", results["resident"][1], results["reload"][1], "loads")
-    row("tiny-model wall time, 2 jobs (cache vs reload)", results["resident"][0], results["reload"][0], "s")
+    row("tiny-model job time, 2 jobs (cache vs reload)", results["resident"][0], results["reload"][0], "s")
 
 
 # ---- 4. cut-out accuracy -----------------------------------------------------------------
@@ -220,13 +230,14 @@ async def bench_load(data: Path, seconds: float, rounds: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(20)
-    for phase in ("busy", "floor_busy", "idle", "floor_idle"):
+    for phase in ("busy", "floor_busy", "idle", "idle_no_preview", "floor_idle"):
         p = result[phase]
         print(f"  {phase:<10} p50 {p['p50_ms']:7.1f} ms  p99 {p['p99_ms']:7.1f} ms  ({p['calls']} calls, "
               f"{p['errors']} errors, {p['mean_bytes']} B)")
     a = result["accept"]
     print(f"get_status p99 / do-nothing p99: worker busy {result['busy_p99_ratio']:.2f}x, "
-          f"idle {result['idle_p99_ratio']:.2f}x (target <= 1.5x)")
+          f"idle {result['idle_p99_ratio']:.2f}x, idle without the preview {result['idle_no_preview_p99_ratio']:.2f}x "
+          "(target <= 1.5x)")
     print(f"generate_ad accept under load: p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms, "
           f"max {a['max_ms']:.1f} ms over {a['calls']} accepts (target p99 <= 50 ms); "
           f"1-min load average {result['loadavg_1min']}")
@@ -451,7 +462,8 @@ def _load_section(load: dict) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         line(f"worker busy ({load['worker_busy_windows']} of {windows} windows ended with a job running)",
              load["busy"], load["floor_busy"]),
-        line("worker idle (a finished job: preview attached)", load["idle"], load["floor_idle"]), "",
+        line("worker idle (a finished job: preview attached)", load["idle"], load["floor_idle"]),
+        line("worker idle, `include_preview=false`", load["idle_no_preview"], load["floor_idle"]), "",
         "`generate_ad` accept (`wait_seconds=0`, 256 px, the photo as base64) from a client in another process",
         f"during the busy windows: p50 {a['p50_ms']:.0f} ms, p99 {a['p99_ms']:.0f} ms, max {a['max_ms']:.0f} ms over "
         f"{a['calls']} accepts, {a['errors']} errors (target p99 <= 50 ms).", "",

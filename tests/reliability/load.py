@@ -275,7 +275,8 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
       (wait_seconds=0, 256 px) from another process are spread over each window (the do-nothing windows
       too: the accepts still go to adgen, so the machine carries the same work in both; the accept
       latencies reported are those measured while adgen itself was being polled);
-    * idle: once the worker is idle again.
+    * idle: once the worker is idle again, get_status with its preview (the default) and without
+      (include_preview=false), each alternating with the do-nothing server.
 
     Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (percentiles over
     all the calls of a phase's windows). The accepted jobs are stopped after the busy phase (they exist to be accepted); the server
@@ -294,6 +295,7 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         busy: list[dict[str, Any]] = []
         floor_busy: list[dict[str, Any]] = []
         idle: list[dict[str, Any]] = []
+        idle_lean: list[dict[str, Any]] = []
         floor_idle: list[dict[str, Any]] = []
         accept_latencies: list[float] = []
         accept_errors: list[str] = []
@@ -301,7 +303,9 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         accepted: list[str] = []
         with noop_server() as (noop_url, noop_pid):
             floor_pid = noop_pid if server_pid is not None else None
+            lean_args = {**args, "include_preview": False}
             async with (Pollers(mcp, "get_status", args, clients, hz, server_pid) as adgen,
+                        Pollers(mcp, "get_status", lean_args, clients, hz, server_pid) as lean,
                         Pollers(noop_url, "noop", args, clients, hz, floor_pid) as floor,
                         AcceptProbe(mcp, accept_args, accept_count, seconds / (accept_count + 1)) as probe):
                 for _ in range(rounds):
@@ -324,15 +328,18 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
                 for _ in range(rounds):
                     idle.append(await adgen.window(seconds))
                     floor_idle.append(await floor.window(seconds))
-    b, fb, il, fi = _phase(busy), _phase(floor_busy), _phase(idle), _phase(floor_idle)
+                    idle_lean.append(await lean.window(seconds))
+                    floor_idle.append(await floor.window(seconds))
+    b, fb, il, fi, ln = _phase(busy), _phase(floor_busy), _phase(idle), _phase(floor_idle), _phase(idle_lean)
     return {
-        "busy": b, "floor_busy": fb, "idle": il, "floor_idle": fi,
+        "busy": b, "floor_busy": fb, "idle": il, "idle_no_preview": ln, "floor_idle": fi,
         "accept": {"calls": len(accept_latencies), "errors": accept_error_count, "first_errors": accept_errors[:3],
                    **(percentiles(accept_latencies) if accept_latencies else {})},
         "job_statuses": statuses[:jobs], "accepted": len(accepted),
         "worker_busy_windows": sum(w["worker_busy_at_end"] for w in busy),
         "busy_p99_ratio": round(b["p99_ms"] / fb["p99_ms"], 2),
         "idle_p99_ratio": round(il["p99_ms"] / fi["p99_ms"], 2),
+        "idle_no_preview_p99_ratio": round(ln["p99_ms"] / fi["p99_ms"], 2),
     }
 
 

@@ -25,7 +25,7 @@ async def test_twenty_pollers_and_accepts_zero_errors(http_server_factory, produ
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if "ratio" in k or k == "accept"}, indent=1))
-    for phase in ("busy", "floor_busy", "idle", "floor_idle"):
+    for phase in ("busy", "floor_busy", "idle", "idle_no_preview", "floor_idle"):
         p = result[phase]
         assert p["errors"] == 0, (phase, [w["first_errors"] for w in p["windows"]])
         assert p["calls"] >= 20 * 4  # every client kept polling, at least once a second
@@ -35,6 +35,7 @@ async def test_twenty_pollers_and_accepts_zero_errors(http_server_factory, produ
     assert result["job_statuses"] == ["completed"] * 4
     assert result["idle"]["mean_bytes"] > 10_000  # a finished job's status carries its preview...
     assert result["idle"]["mean_bytes"] < 1_000_000  # ...and stays far under what clients accept
+    assert result["idle_no_preview"]["mean_bytes"] < 5_000  # without it, a few KB of text and fields
     jobs = httpx.get(srv.base + "/jobs", params={"limit": 100}).json()
     stopped = [j for j in jobs if j["parameters"].get("text_content") == "accept"]
     assert len(stopped) >= 10  # the accepted jobs are real jobs (stopped once measured)
