@@ -455,7 +455,8 @@ def _load_section(load: dict) -> list[str]:
         f"server on the same cores; {windows} windows of 5 s per phase, alternating with the same clients polling a",
         "do-nothing MCP server (`tests/reliability/noop_server.py`, the SDK's own floor) so both see the same",
         "machine. p50/p99 are over all the calls of a phase; the ratio is adgen's p99 over the do-nothing server's",
-        "(target <= 1.5x). CPU is per call: the server process (not its worker) and the client process.",
+        "(target <= 1.5x); with the worker idle it has a window after each of adgen's two (with and without",
+        "the preview). CPU is per call: the server process (not its worker) and the client process.",
         f"1-minute load average before / after: {lo:.2f} / {hi:.2f}.", "",
         "| phase | adgen p50 | adgen p99 | do-nothing p50 | do-nothing p99 | p99 ratio | server CPU adgen / "
         "do-nothing | client CPU adgen / do-nothing | adgen result | calls adgen / do-nothing |",
