@@ -9,8 +9,6 @@ edge-aware border (never thresholded back to binary).
 
 from __future__ import annotations
 
-import contextlib
-
 import cv2
 import numpy as np
 
@@ -48,21 +46,6 @@ def refine_colour_model(
         m = clean(m.astype(np.uint8) * 255, weight) > 0
     return m.astype(np.uint8) * 255
 
-
-def grabcut(small_bgr: np.ndarray, prob: np.ndarray, lo: float, hi: float, iters: int = 3) -> np.ndarray:
-    gc = np.full(prob.shape, cv2.GC_PR_BGD, np.uint8)
-    gc[prob > lo] = cv2.GC_PR_FGD
-    strong = cv2.erode((prob > hi).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    gc[strong] = cv2.GC_FGD
-    gc[prob < lo * 0.4] = cv2.GC_BGD
-    gc[[0, -1], :] = cv2.GC_BGD
-    gc[:, [0, -1]] = cv2.GC_BGD
-    if not ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).any():
-        return np.zeros(prob.shape, np.uint8)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    with contextlib.suppress(cv2.error):  # degenerate colour models: keep the seeds
-        cv2.grabCut(small_bgr, gc, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
-    return np.where((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
 
 
 def grabcut_band(small_bgr: np.ndarray, hyp: np.ndarray, iters: int = 1) -> np.ndarray:
