@@ -15,15 +15,10 @@ from mcp.server.mcpserver.exceptions import (
 from mcp_types import CallToolResult, InputRequiredResult, Resource, Tool
 from pydantic import AnyUrl, ValidationError
 
+from mcp_server.delivery import Delivery, Transport, recent_resources, sniff_mime
 from mcp_server.http import register_routes
-from mcp_server.tools import (
-    Delivery,
-    Transport,
-    compact_schema,
-    recent_resources,
-    register_tools,
-    sniff_mime,
-)
+from mcp_server.schema_compact import compact_schema
+from mcp_server.tools import register_tools
 from pipeline.jobs import JobManager
 from pipeline.schemas import describe_validation
 

@@ -4,8 +4,9 @@ Nothing here imports the worker side (cv2, torch, stages): the worker is a separ
 reached only through ``pipeline.messages``.
 """
 
+from pipeline.jobs.book import JobNotFound
 from pipeline.jobs.health import StartupError
 from pipeline.jobs.job import Job
-from pipeline.jobs.manager import JobManager, JobNotFound, QueueFull
+from pipeline.jobs.manager import JobManager, QueueFull
 
 __all__ = ["Job", "JobManager", "JobNotFound", "QueueFull", "StartupError"]

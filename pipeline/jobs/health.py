@@ -1,4 +1,4 @@
-"""Start-up checks of the server side: enough GPU memory, a browser and fonts for the text layer."""
+"""The server's health: start-up checks (GPU memory, a browser, fonts) and the health/resources answers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 from pipeline.config import Settings
-from pipeline.schemas import SystemMetrics
+from pipeline.jobs.supervisor import WorkerSupervisor
+from pipeline.schemas import HealthResponse, ResourcesResponse, SystemMetrics
 
 log = logging.getLogger("adgen.health")
 
@@ -62,3 +64,40 @@ def environment_problems(settings: Settings, font_files: Callable[[], dict[str, 
         problems.append(f"fontconfig finds no fonts (not even the bundled ones in {settings.fonts_dir}): "
                         "apt-get install fonts-noto-core, or check ADGEN_FONTS_DIR")
     return problems
+
+
+def health_response(
+    worker: WorkerSupervisor, problems: list[str], metrics: SystemMetrics, backend: str, queue_length: int,
+    running: str | None,
+) -> HealthResponse:
+    """ok, warming (models loading; jobs are still taken) or degraded (with the fix for each problem)."""
+    alive = worker.alive()
+    state = worker.state
+    status: Literal["ok", "warming", "degraded"] = "ok" if alive and not problems else "degraded"
+    if status == "ok" and state is not None and state.warming:
+        status = "warming"
+    return HealthResponse(
+        status=status, gpu_available=bool(metrics.gpu_info), worker_alive=alive, backend=backend,
+        queue_length=queue_length, running_job=running, problems=problems,
+    )
+
+
+def resources_response(
+    settings: Settings, worker: WorkerSupervisor, problems: list[str], metrics: SystemMetrics, backend: str,
+) -> ResourcesResponse:
+    """What get_resources shows: folders, URL policy, metrics and what the worker holds."""
+    handle, state = worker.handle, worker.state
+    models: dict[str, Any] = {}
+    if state is not None:
+        models = {"backend": {"default": state.default_backend, "reason": state.backend_reason,
+                              **state.backend_info},
+                  "renderer_launches": state.renderer_launches, "local_llm": state.local_llm}
+    alive = worker.alive()
+    inputs = [d.expanduser().resolve() for d in settings.input_dirs]
+    return ResourcesResponse(
+        system_metrics=metrics, backend=backend, worker_alive=alive,
+        worker_pid=handle.pid if handle else None, models=models,
+        status="ok" if alive and not problems else "degraded", problems=problems,
+        input_dirs=[str(d) for d in inputs if d.is_dir()], output_dir=str(settings.output_dir.expanduser().resolve()),
+        urls_accepted=True, private_urls_accepted=settings.allow_private_urls,
+    )

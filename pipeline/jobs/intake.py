@@ -10,6 +10,7 @@ answer, as long as the job is not handed to the worker before it is done.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ _IMAGE_FIELDS = ("product_image", "product_image_path", "product_image_url", "pr
                  "step1_image_path")
 UPSCALE_WARN = 2.0  # a photo enlarged more than this looks soft: say so
 
+
+log = logging.getLogger("adgen.intake")
 
 @dataclass
 class IntakeResult:
@@ -51,6 +54,18 @@ class Intake:
         self.fonts = fonts
         self.policy = FetchPolicy(allow_private=settings.allow_private_urls, max_bytes=settings.max_image_bytes,
                                   timeout_s=settings.fetch_timeout_s)
+
+    def warm_fonts(self) -> None:
+        """Load the font tables a first submission would otherwise wait for (~70 ms of glyph coverage)."""
+        try:
+            self.check_fonts(GenerateRequest.model_construct(text_content="Aa 가 あ 中"))
+        except Exception as exc:  # only a warm-up: the first real request reports any problem properly
+            log.debug("font warm-up: %s", exc)
+
+    def check(self, req: GenerateRequest) -> tuple[GenerateRequest, CheckedInputs]:
+        """Fonts and images checked in one trip to a thread: the request as accepted and its decoded images."""
+        req = self.check_fonts(req)
+        return req, self.read_inputs(req)
 
     def check_fonts(self, req: GenerateRequest) -> GenerateRequest:
         """font_family normalised to known families, and every character of the copy drawable."""

@@ -8,7 +8,8 @@ from typing import Any
 
 import anyio
 
-from pipeline.messages import JobReport
+from pipeline import registry
+from pipeline.messages import JobReport, StageFinished, StageProgress, StageStarted
 from pipeline.schemas import GenerateRequest, JobState
 
 
@@ -45,6 +46,21 @@ class Job:
         """Wake everyone waiting on this job (tool calls streaming progress)."""
         self.changed.set()
         self.changed = anyio.Event()
+
+    def apply_stage_event(self, ev: StageStarted | StageProgress | StageFinished, now: float) -> float | None:
+        """Follow the worker's stage events; the seconds a stage took once it finishes (for the statistics)."""
+        if isinstance(ev, StageStarted):
+            self.stage, self.stage_started, self.stage_fraction = ev.stage, now, 0.0
+            self.sub_step, self.message = registry.STAGES[ev.stage].label, ev.message
+        elif isinstance(ev, StageProgress):
+            if ev.stage == self.stage:
+                self.stage_fraction = max(self.stage_fraction, ev.fraction)
+                self.sub_step = ev.sub_step
+        else:
+            self.done[ev.stage] = ev.seconds
+            self.stage_fraction = 1.0
+            return ev.seconds
+        return None
 
     def elapsed(self, now: float) -> float:
         if self.elapsed_final is not None:

@@ -1,8 +1,9 @@
 """The job manager: the one owner of job state, and the only thing the protocol layer calls.
 
 It composes small parts, each with one job: ``Intake`` (inputs into a job folder), the
-``JobQueue`` (FIFO), the ``WorkerSupervisor`` (the worker process), ``progress`` and
-``status`` (pure functions), ``JobStore`` and ``StageStats`` (disk). It runs in the server
+``JobQueue`` (FIFO), the ``WorkerSupervisor`` (the worker process), the ``JobBook`` (jobs in
+memory and on disk), ``progress`` and ``status`` (pure functions), ``StageStats`` (durations),
+``MetricsCache`` and ``health`` (what the server reports about itself). It runs in the server
 process and never blocks its event loop.
 """
 
@@ -13,7 +14,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -21,15 +22,21 @@ import anyio.abc
 from pipeline import registry
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
+from pipeline.jobs.book import JobBook, JobNotFound
 from pipeline.jobs.designers import LLMDesigners, Sampler
-from pipeline.jobs.health import StartupError, check_vram, environment_problems
+from pipeline.jobs.health import (
+    StartupError,
+    check_vram,
+    environment_problems,
+    health_response,
+    resources_response,
+)
 from pipeline.jobs.intake import CheckedInputs, Intake
 from pipeline.jobs.job import Job
-from pipeline.jobs.metrics import system_metrics
-from pipeline.jobs.progress import queued_eta
+from pipeline.jobs.metrics import MetricsCache
 from pipeline.jobs.queue import JobQueue
 from pipeline.jobs.stats import StageStats
-from pipeline.jobs.status import ResultFormat, build_status, job_estimate, result_links
+from pipeline.jobs.status import ResultFormat, build_status, job_estimate, queue_eta, result_links
 from pipeline.jobs.store import JobStore
 from pipeline.jobs.supervisor import WorkerSupervisor
 from pipeline.messages import (
@@ -58,8 +65,6 @@ from pipeline.schemas import (
 )
 
 log = logging.getLogger("adgen.jobs")
-METRICS_MAX_AGE_S = 1.0  # system metrics in a status are at most this old (plus one collection)...
-METRICS_STALE_S = 5.0  # ...and one older than this is collected on the spot, not served while refreshing
 
 __all__ = ["JobManager", "JobNotFound", "QueueFull", "StartupError"]
 
@@ -70,11 +75,6 @@ class QueueFull(RuntimeError):
         self.retry_after = retry_after
 
 
-class JobNotFound(KeyError):
-    def __str__(self) -> str:
-        return f"no job with id {self.args[0]!r}"
-
-
 class JobManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -82,7 +82,8 @@ class JobManager:
         self.stats = StageStats(settings.stats_path)
         self.fonts = FontCatalog(settings.fonts_dir)
         self.intake = Intake(settings, self.store, self.fonts)
-        self.jobs: dict[str, Job] = {}
+        self.book = JobBook(settings, self.store)
+        self.jobs = self.book.jobs  # read by tests and the load harness
         self.queue = JobQueue()
         self.running: str | None = None
         self.worker = WorkerSupervisor(settings, self._on_event, self._on_worker_death)
@@ -92,9 +93,8 @@ class JobManager:
         self._samplers: dict[str, Sampler] = {}  # MCP sampling of tool calls still waiting on their job
         self._writing: set[str] = set()  # accepted jobs whose checked images are still being written
         self._tg: anyio.abc.TaskGroup | None = None
-        self._metrics: tuple[float, SystemMetrics] | None = None
-        self._metrics_refreshing = False
-        self._output_root: Path | None = None
+        # System metrics in a status are at most 1 s old (plus one collection); older than 5 s: collected inline.
+        self._metrics = MetricsCache(max_age_s=1.0, stale_s=5.0)
         self.problems: list[str] = []  # found at start-up: what makes text-layer jobs fail, with the fix
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -103,21 +103,13 @@ class JobManager:
         self.problems = await anyio.to_thread.run_sync(environment_problems, self.settings, self.fonts.files)
         for problem in self.problems:
             log.warning("degraded: %s", problem)
-        self._load_from_disk()
-        self._prune()
+        self.book.load_from_disk()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         await self.worker.start()
         self._tg.start_soon(self.worker.pump)
-        self._tg.start_soon(anyio.to_thread.run_sync, self._warm_fonts)
+        self._tg.start_soon(anyio.to_thread.run_sync, self.intake.warm_fonts)
         return self
-
-    def _warm_fonts(self) -> None:
-        """Load the font tables a first submission would otherwise wait for (~70 ms of glyph coverage)."""
-        try:
-            self.intake.check_fonts(GenerateRequest.model_construct(text_content="Aa 가 あ 中"))
-        except Exception as exc:  # only a warm-up: the first real request reports any problem properly
-            log.debug("font warm-up: %s", exc)
 
     async def __aexit__(self, *exc_info: Any) -> None:
         assert self._tg is not None
@@ -135,17 +127,6 @@ class JobManager:
             while not self.worker.ready:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         return self.worker.ready
-
-    def _load_from_disk(self) -> None:
-        for record in self.store.load_all():
-            try:
-                job = Job.from_record(record)
-            except (KeyError, TypeError, ValueError):
-                continue
-            if job.status not in TERMINAL_STATES:
-                job.status, job.error, job.message = "failed", "interrupted by restart", "interrupted by restart"
-                self.store.write_record(job.id, job.record())
-            self.jobs[job.id] = job
 
     # ---- worker events -----------------------------------------------------------------
     async def _on_worker_death(self, cause: str) -> None:
@@ -165,7 +146,8 @@ class JobManager:
             return  # a stopped or relabelled job: its late events change nothing
         now = time.monotonic()
         if isinstance(ev, StageStarted | StageProgress | StageFinished):
-            self._on_stage_event(job, ev, now)
+            if (seconds := job.apply_stage_event(ev, now)) is not None:
+                self.stats.record(job.backend, job.width, job.height, ev.stage, seconds)
         elif isinstance(ev, DesignNeeded):
             assert self._tg is not None
             job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
@@ -179,19 +161,6 @@ class JobManager:
         if est := job_estimate(job, now):
             job.progress = max(job.progress, est.percent)
         job.touch()
-
-    def _on_stage_event(self, job: Job, ev: StageStarted | StageProgress | StageFinished, now: float) -> None:
-        if isinstance(ev, StageStarted):
-            job.stage, job.stage_started, job.stage_fraction = ev.stage, now, 0.0
-            job.sub_step, job.message = registry.STAGES[ev.stage].label, ev.message
-        elif isinstance(ev, StageProgress):
-            if ev.stage == job.stage:
-                job.stage_fraction = max(job.stage_fraction, ev.fraction)
-                job.sub_step = ev.sub_step
-        else:
-            job.done[ev.stage] = ev.seconds
-            job.stage_fraction = 1.0
-            self.stats.record(job.backend, job.width, job.height, ev.stage, ev.seconds)
 
     async def _design(self, ev: DesignNeeded) -> None:
         handle = self.worker.handle
@@ -218,34 +187,15 @@ class JobManager:
             handle.clear_stop()
             handle.send(RunJob(job.id, str(self.store.job_dir(job.id)), job.request, job.backend, job.seed, job.plan))
             self.running = job.id
-            self.store.write_record(job.id, job.record())
+            self.book.save(job)
             job.touch()
             for waiting in self.queue:  # queue positions moved
                 self.jobs[waiting].touch()
             return
 
     def _finish(self, job: Job, status: JobState, error: str | None) -> None:
-        if job.status in TERMINAL_STATES:
-            return  # a finished job is never relabelled
-        now = time.monotonic()
-        est = job_estimate(job, now)
-        job.elapsed_final = job.elapsed(now)
-        job.status, job.error, job.stage = status, error, None
-        self._samplers.pop(job.id, None)
-        if status == "completed":
-            job.progress, job.message = 100, "Done"
-        else:
-            job.progress = max(job.progress, est.percent if est else 0)
-            job.message = error or status
-        self.store.write_record(job.id, job.record())
-        job.touch()
-        self._prune()
-
-    def _prune(self) -> None:
-        # Only what pruning reads: a full record per job on every finish would cost O(jobs) JSON-ready dicts.
-        records = [{"job_id": j.id, "status": j.status, "created_at": j.created_at} for j in self.jobs.values()]
-        for job_id in self.store.prune(records, self.settings.keep_jobs, self.settings.keep_days * 86400):
-            self.jobs.pop(job_id, None)
+        if self.book.finish(job, status, error):
+            self._samplers.pop(job.id, None)
 
     # ---- requests ----------------------------------------------------------------------
     def _check_room(self) -> None:
@@ -256,7 +206,7 @@ class JobManager:
     async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
         """Check and store the inputs, fix seed, backend and plan, and queue the job."""
         self._check_room()  # fail fast, before decoding anything
-        req, intake = await anyio.to_thread.run_sync(self._check_inputs, req)
+        req, intake = await anyio.to_thread.run_sync(self.intake.check, req)
         params = req.public_parameters()
         req = intake.request
         self._check_room()  # again: other submissions may have filled the queue while we decoded
@@ -272,11 +222,9 @@ class JobManager:
             backend=backend, seed=seed, created_at=time.time(), plan=plan, expected=expected, request=req,
             parent_job_id=req.parent_job_id, warnings=intake.warnings,
         )
-        self.store.create(job_id)
-        self.jobs[job_id] = job
+        self.book.add(job)
         if sampler is not None:
             self._samplers[job_id] = sampler
-        self.store.write_record(job_id, job.record())
         if self.problems and registry.RENDER.key in plan:
             # Fail now with the fix (e.g. install Chromium) rather than with a browser traceback later.
             self._finish(job, "failed", "; ".join(self.problems))
@@ -292,11 +240,6 @@ class JobManager:
             # after the answer, and the job is handed to the worker only once they are on disk.
             self._tg.start_soon(self._write_inputs, job, intake)
         return JobAccepted(job_id=job_id, status=job.status, queue_position=self.queue.position(job_id))
-
-    def _check_inputs(self, req: GenerateRequest) -> tuple[GenerateRequest, CheckedInputs]:
-        """Fonts and images checked in one trip to a thread: the request as accepted and its decoded images."""
-        req = self.intake.check_fonts(req)
-        return req, self.intake.read_inputs(req)
 
     async def _write_inputs(self, job: Job, inputs: CheckedInputs) -> None:
         try:
@@ -321,7 +264,7 @@ class JobManager:
         return "draft" if self.settings.backend == "auto" else self.settings.backend
 
     async def stop(self, job_id: str) -> StopResponse:
-        job = self._get(job_id)
+        job = self.book.get(job_id)
         if job.status in TERMINAL_STATES:
             return StopResponse(job_id=job_id, status=job.status, message=f"job already {job.status}; nothing to stop")
         if job.status == "pending":
@@ -346,7 +289,7 @@ class JobManager:
         return StopResponse(job_id=job_id, status=job.status, message=msg)
 
     async def wait_for_change(self, job_id: str, timeout: float) -> None:
-        job = self._get(job_id)
+        job = self.book.get(job_id)
         with anyio.move_on_after(timeout):
             await job.changed.wait()
 
@@ -359,12 +302,6 @@ class JobManager:
             del self._samplers[job_id]
 
     # ---- reading -----------------------------------------------------------------------
-    def _get(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
-
     def artifact(self, job_id: str, name: str) -> Path | None:
         """A finished file of a job (final.png, preview.jpg, ...), or None."""
         return self.store.artifact(job_id, name)
@@ -375,108 +312,39 @@ class JobManager:
 
     def output_file(self, job_id: str) -> Path | None:
         """The delivered ad (format as asked) in the output folder, or None if there is none (any more)."""
-        job = self.jobs.get(job_id)
-        if job is None or not job.report.output_file:
-            return None
-        path = Path(job.report.output_file)
-        if self._output_root is None:  # the configured folder, resolved once (status polls ask on every call)
-            self._output_root = self.settings.output_dir.expanduser().resolve()
-        # Only files inside the output folder: a record never makes the server serve other paths. The file
-        # itself is resolved every time: it may have been replaced (by a link elsewhere, say) since.
-        return path if path.is_file() and path.resolve().is_relative_to(self._output_root) else None
+        return self.book.output_file(job_id)
 
     def recent_results(self, limit: int = 20) -> list[StatusResponse]:
         """Completed jobs with a final image, newest first (for MCP resources/list)."""
-        done = sorted((j for j in self.jobs.values() if j.status == "completed"), key=lambda j: j.created_at,
-                      reverse=True)
-        out = []
-        for job in done:
-            st = self.status(job.id, with_metrics=False)
-            if st.final_result:
-                out.append(st)
-                if len(out) >= limit:
-                    break
-        return out
+        done = (self.status(j.id, with_metrics=False) for j in self.book.newest(len(self.jobs), completed_only=True))
+        return [st for st in done if st.final_result][:limit]
 
     def list_fonts(self) -> tuple[FontInfo, ...]:
         return self.fonts.fonts()
 
-    def _running_eta(self, now: float) -> float | None:
-        job = self.jobs.get(self.running) if self.running else None
-        est = job_estimate(job, now) if job else None
-        return est.eta_s if est else None
-
     def eta_until_free(self) -> float:
         """Seconds until the last queued job would finish (Retry-After for a full queue)."""
-        now = time.monotonic()
-        ahead = [sum(self.jobs[j].expected.values()) for j in self.queue]
-        return max(1.0, queued_eta(ahead, 0.0, self._running_eta(now)))
+        return max(1.0, queue_eta(self.jobs, list(self.queue), self.running, None, time.monotonic()))
 
     def metrics(self) -> SystemMetrics:
-        """CPU/RAM/GPU figures at most about a second old.
-
-        Collecting them (psutil, NVML) takes from 0.4 ms to several with GPUs, so under polling the
-        figures are refreshed in a thread while callers get the previous snapshot; only a snapshot that
-        nobody asked for in a while (or the first) is collected on the spot.
-        """
-        now = time.monotonic()
-        snap = self._metrics
-        if snap is None or now - snap[0] > METRICS_STALE_S or self._tg is None:
-            if snap is None or now - snap[0] > METRICS_MAX_AGE_S:
-                self._metrics = snap = (now, system_metrics())
-        elif now - snap[0] > METRICS_MAX_AGE_S and not self._metrics_refreshing:
-            self._metrics_refreshing = True
-            self._tg.start_soon(self._refresh_metrics)
-        return snap[1]
-
-    async def _refresh_metrics(self) -> None:
-        try:
-            metrics = await anyio.to_thread.run_sync(system_metrics)
-            self._metrics = (time.monotonic(), metrics)
-        finally:
-            self._metrics_refreshing = False
+        """CPU/RAM/GPU figures at most about a second old (refreshed off the event loop while serving)."""
+        return self._metrics.get(self._tg)
 
     def status(self, job_id: str, results: ResultFormat = "uri", with_metrics: bool = True) -> StatusResponse:
-        job = self._get(job_id)
+        job = self.book.get(job_id)
         now = time.monotonic()
         position = self.queue.position(job_id) if job.status == "pending" else None
-        eta = None
-        if position is not None:
-            ahead = [sum(self.jobs[j].expected.values()) for j in list(self.queue)[:position]]
-            eta = queued_eta(ahead, sum(job.expected.values()), self._running_eta(now))
+        eta = None if position is None else queue_eta(self.jobs, list(self.queue)[:position], self.running, job, now)
         links = result_links(job_id, lambda name: self.store.has(job_id, name), results)
         return build_status(job, now, queue_position=position, queued_eta=eta, links=links,
                             metrics=self.metrics() if with_metrics else None)
 
     def list_jobs(self, limit: int = 50) -> list[StatusResponse]:
-        ids = sorted(self.jobs, key=lambda j: self.jobs[j].created_at, reverse=True)[:limit]
-        return [self.status(j, results="url", with_metrics=False) for j in ids]
+        return [self.status(j.id, results="url", with_metrics=False) for j in self.book.newest(limit)]
 
     def health(self) -> HealthResponse:
-        alive = self.worker.alive()
-        state = self.worker.state
-        status: Literal["ok", "warming", "degraded"] = "ok" if alive and not self.problems else "degraded"
-        if status == "ok" and state is not None and state.warming:
-            status = "warming"
-        return HealthResponse(
-            status=status, gpu_available=bool(self.metrics().gpu_info),
-            worker_alive=alive, backend=self.default_backend(), queue_length=len(self.queue),
-            running_job=self.running, problems=self.problems,
-        )
+        return health_response(self.worker, self.problems, self.metrics(), self.default_backend(), len(self.queue),
+                               self.running)
 
     def resources(self) -> ResourcesResponse:
-        handle, state = self.worker.handle, self.worker.state
-        models: dict[str, Any] = {}
-        if state is not None:
-            models = {"backend": {"default": state.default_backend, "reason": state.backend_reason,
-                                  **state.backend_info},
-                      "renderer_launches": state.renderer_launches, "local_llm": state.local_llm}
-        s, alive = self.settings, self.worker.alive()
-        inputs = [d.expanduser().resolve() for d in s.input_dirs]
-        return ResourcesResponse(
-            system_metrics=self.metrics(), backend=self.default_backend(), worker_alive=alive,
-            worker_pid=handle.pid if handle else None, models=models,
-            status="ok" if alive and not self.problems else "degraded", problems=self.problems,
-            input_dirs=[str(d) for d in inputs if d.is_dir()], output_dir=str(s.output_dir.expanduser().resolve()),
-            urls_accepted=True, private_urls_accepted=s.allow_private_urls,
-        )
+        return resources_response(self.settings, self.worker, self.problems, self.metrics(), self.default_backend())

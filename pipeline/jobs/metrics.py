@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+import anyio
+import anyio.abc
 import psutil
 
 from pipeline.schemas import GpuInfo, SystemMetrics
@@ -69,3 +72,37 @@ def system_metrics() -> SystemMetrics:
         ram_percent=vm.percent,
         gpu_info=gpu_info(),
     )
+
+
+class MetricsCache:
+    """CPU/RAM/GPU figures at most about ``max_age_s`` old, without blocking the event loop.
+
+    Collecting them (psutil, NVML) takes from 0.4 ms to several with GPUs, so under polling the
+    figures are refreshed in a thread while callers get the previous snapshot; only a snapshot that
+    nobody asked for in a while (or the first, or one asked for outside a task group) is collected
+    on the spot.
+    """
+
+    def __init__(self, max_age_s: float = 1.0, stale_s: float = 5.0) -> None:
+        self.max_age_s, self.stale_s = max_age_s, stale_s
+        self._snap: tuple[float, SystemMetrics] | None = None
+        self._refreshing = False
+
+    def get(self, tg: anyio.abc.TaskGroup | None) -> SystemMetrics:
+        """The current snapshot; refreshed in the background in ``tg`` (None: collected inline)."""
+        now = time.monotonic()
+        snap = self._snap
+        if snap is None or now - snap[0] > self.stale_s or tg is None:
+            if snap is None or now - snap[0] > self.max_age_s:
+                self._snap = snap = (now, system_metrics())
+        elif now - snap[0] > self.max_age_s and not self._refreshing:
+            self._refreshing = True
+            tg.start_soon(self._refresh)
+        return snap[1]
+
+    async def _refresh(self) -> None:
+        try:
+            metrics = await anyio.to_thread.run_sync(system_metrics)
+            self._snap = (time.monotonic(), metrics)
+        finally:
+            self._refreshing = False

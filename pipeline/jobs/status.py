@@ -7,7 +7,7 @@ from typing import Literal
 
 from pipeline import registry
 from pipeline.jobs.job import Job
-from pipeline.jobs.progress import Estimate, estimate
+from pipeline.jobs.progress import Estimate, estimate, queued_eta
 from pipeline.schemas import TERMINAL_STATES, StatusResponse, SystemMetrics
 
 ResultFormat = Literal["uri", "url"]
@@ -19,6 +19,14 @@ def job_estimate(job: Job, now: float) -> Estimate | None:
     if job.status != "running":
         return None
     return estimate(job.expected, job.done, job.stage, job.stage_fraction, now - job.stage_started)
+
+
+def queue_eta(jobs: dict[str, Job], ahead: list[str], running: str | None, job: Job | None, now: float) -> float:
+    """Seconds until ``job`` is done behind the ``ahead`` ids and the running job (None: until they all are)."""
+    current = jobs.get(running) if running else None
+    est = job_estimate(current, now) if current else None
+    own = sum(job.expected.values()) if job else 0.0
+    return queued_eta([sum(jobs[j].expected.values()) for j in ahead], own, est.eta_s if est else None)
 
 
 def result_links(job_id: str, has: Callable[[str], bool], results: ResultFormat) -> dict[str, str]:

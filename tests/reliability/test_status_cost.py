@@ -25,8 +25,8 @@ from mcp import Client
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from PIL import Image
 
+from mcp_server.schema_compact import compact_schema
 from mcp_server.server import build_server
-from mcp_server.tools import compact_schema
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
 from pipeline.jobs.store import JobStore
