@@ -126,11 +126,18 @@ class Settings(BaseSettings):
     warmup: bool | None = Field(
         None, description="Load the configured models right after the worker starts; None = on when CUDA is present."
     )
+    profile: Literal["auto", "fast", "quality", "classic"] = Field(
+        "auto", description="Model profile (pipeline/profiles.py, docs/models.md): fast = FLUX.2 [klein] 4B one pass, "
+        "commercial licences only; quality = FLUX.1 Fill [dev] one pass (non-commercial); classic = FLUX.1 "
+        "text-to-image + composite + img2img. auto = classic when only flux_model is set, else fast.",
+    )
+    scene_model: str | None = Field(None, description="One-pass scene model (id or folder); None = the profile's.")
+    scene_revision: str | None = Field(None, description="Hub branch, tag or commit of scene_model.")
     # Revisions: None = the commit a public source pins for the default model (docs/models.md), else "main".
-    flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="Hugging Face id or local folder.")
+    flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="classic profile: FLUX.1 id or folder.")
     flux_revision: str | None = Field(None, description="Hub branch, tag or commit of flux_model.")
     flux_profile: Literal["auto", "dev", "schnell"] = Field("auto", description="Step/guidance defaults.")
-    flux_steps: int | None = Field(None, ge=1, le=200, description="Override the profile's step count.")
+    flux_steps: int | None = Field(None, ge=1, le=200, description="Override the generator's step count (any profile).")
     true_cfg_scale: float = Field(
         1.0, ge=1.0, le=20.0, description="> 1 enables FLUX true CFG, which is what makes negative prompts work."
     )
@@ -138,10 +145,10 @@ class Settings(BaseSettings):
         "sam-hq", description="sam-hq: SAM-HQ box-prompted mask + ViTMatte edges (transformers' own classes); "
         "birefnet-onnx: BiRefNet as an ONNX graph run by onnxruntime (opt-in, extra 'birefnet')."
     )
-    seg_model: str = Field("syscv-community/sam-hq-vit-huge", description="SAM-HQ checkpoint (id or folder).")
+    seg_model: str | None = Field(None, description="SAM-HQ checkpoint (id or folder); None = the profile's.")
     seg_revision: str | None = None
     matting_model: str | None = Field(
-        "hustvl/vitmatte-base-composition-1k", description="ViTMatte checkpoint for soft edges; empty = SAM-HQ's edges."
+        None, description="ViTMatte checkpoint for soft edges; empty = SAM-HQ's edges; None = the profile's."
     )
     matting_revision: str | None = None
     matting_max_side: int = Field(1024, ge=64, le=4096, description="Longest side the matting model sees.")
@@ -151,7 +158,7 @@ class Settings(BaseSettings):
     )
     birefnet_onnx_revision: str | None = None
     seg_input_size: int = Field(1024, ge=64, le=2048, description="BiRefNet's square input side.")
-    vlm_model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    vlm_model: str | None = Field(None, description="Analysis VLM (id or folder); None = the profile's.")
     vlm_revision: str | None = None
     vlm_max_pixels: int = Field(512 * 28 * 28, ge=4 * 28 * 28)
     vlm_max_new_tokens: int = Field(

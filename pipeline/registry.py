@@ -43,6 +43,12 @@ REFINE = StageSpec(
     "refine", "refinement", "Harmonising the product with the scene...", "step1_background",
     ("step1.png",), {"draft": 0.3, "diffusion": 120.0},
 )
+# The one-pass profiles (fast, quality): background + composite + refine collapse into this one stage, which
+# places the product by the layout plan and lets the model paint the scene around it (pipeline/profiles.py).
+SCENE = StageSpec(
+    "scene", "scene_generation", "Painting the scene around the product...", "step1_background",
+    ("composite.png", "mask.png", "step1.png"), {"diffusion": 20.0},
+)
 ANALYZE = StageSpec(
     "analyze", "image_analysis", "Analysing the image (space, colour, light, mood)...", "step2_html_rendering",
     ("analysis.json",), {"draft": 0.2, "diffusion": 130.0},
@@ -61,9 +67,11 @@ FINAL = StageSpec(
 )
 
 STAGES: dict[str, StageSpec] = {
-    s.key: s for s in (SEGMENT, BACKGROUND, COMPOSITE, REFINE, ANALYZE, DESIGN, RENDER, FINAL)
+    s.key: s for s in (SEGMENT, BACKGROUND, COMPOSITE, REFINE, SCENE, ANALYZE, DESIGN, RENDER, FINAL)
 }
-STEP1: tuple[StageSpec, ...] = tuple(s for s in STAGES.values() if s.step == "step1_background")
+STEP1: tuple[StageSpec, ...] = (SEGMENT, BACKGROUND, COMPOSITE, REFINE)  # the classic path and the draft backend
+STEP1_ONE_PASS: tuple[StageSpec, ...] = (SEGMENT, SCENE)
+_COLLAPSED = (BACKGROUND.key, COMPOSITE.key, REFINE.key)
 FALLBACK_SECONDS = 1.0  # a stage or backend with no default
 
 
@@ -71,9 +79,10 @@ def default_seconds(backend: str, key: str) -> float:
     return STAGES[key].default_seconds.get(backend, FALLBACK_SECONDS) if key in STAGES else FALLBACK_SECONDS
 
 
-def plan_stages(req: GenerateRequest) -> tuple[str, ...]:
-    """The keys of every stage this request will run, in order (decided once, at submit)."""
-    stages = [s.key for s in STEP1] if req.start_step == 1 else []
+def plan_stages(req: GenerateRequest, one_pass: bool = False) -> tuple[str, ...]:
+    """The keys of every stage this request will run, in order (decided once, at submit). ``one_pass``: the
+    job runs on a backend whose profile paints the scene around the product (one scene stage)."""
+    stages = [s.key for s in (STEP1_ONE_PASS if one_pass else STEP1)] if req.start_step == 1 else []
     if req.text_content is not None:
         if req.use_qwen_analysis:
             stages.append(ANALYZE.key)
@@ -81,3 +90,18 @@ def plan_stages(req: GenerateRequest) -> tuple[str, ...]:
     elif req.start_step == 2:
         stages.append(FINAL.key)  # nothing to add: the given step 1 image becomes the final image
     return tuple(stages)
+
+
+def one_pass_plan(plan: tuple[str, ...]) -> tuple[str, ...]:
+    """A plan made for the classic path, run on a one-pass backend: background, composite and refine
+    become the one scene stage (in place of the first of them)."""
+    if SCENE.key in plan or not any(k in plan for k in _COLLAPSED):
+        return plan
+    out: list[str] = []
+    for key in plan:
+        if key in _COLLAPSED:
+            if SCENE.key not in out:
+                out.append(SCENE.key)
+        else:
+            out.append(key)
+    return tuple(out)

@@ -26,7 +26,9 @@ from tests.tiny_models.hub import commit_for, publish  # noqa: E402
 
 
 def test_defaults_are_real_hub_ids_with_revisions(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path)
+    fast = loader.model_refs(Settings(data_dir=tmp_path))  # the default profile (tests/test_profiles.py)
+    assert fast["scene"].id == "black-forest-labs/FLUX.2-klein-4B" and fast["scene"].revision == "main"
+    s = Settings(data_dir=tmp_path, profile="classic")
     refs = loader.model_refs(s)
     assert refs["flux"].id == "black-forest-labs/FLUX.1-dev" and refs["flux"].revision == "main"
     assert refs["segmenter"].id == "syscv-community/sam-hq-vit-huge"
@@ -43,7 +45,8 @@ def test_loads_by_id_and_by_revision_offline(tmp_path: Path, tiny_hub) -> None:
     commit = commit_for(tiny_hub["flux"])
     s = model_settings(tmp_path, tiny_hub, flux_revision=commit)
     backend = DiffusionBackend(s)
-    assert backend.info()["models"]["flux"] == {"id": tiny_hub["flux"], "revision": commit}
+    assert {k: backend.info()["models"]["flux"][k] for k in ("id", "revision")} == {"id": tiny_hub["flux"],
+                                                                                  "revision": commit}
     image, _ = backend.background("a shelf", "", 256, 256, 1, 3.5, lambda f, m: None)
     assert image.size == (256, 256) and assert_placed(backend) == 4
 

@@ -71,7 +71,7 @@ def assert_placed(backend: DiffusionBackend, dtype: torch.dtype = BF16) -> int:
     checked = 0
     plan = backend.plan
     assert plan is not None
-    for key in ("flux", "segmenter", "vlm"):
+    for key in ("flux", "scene", "segmenter", "vlm"):
         if key not in backend.cache:
             continue
         for name, module in named_modules(backend.cache.value(key)).items():
@@ -435,7 +435,9 @@ async def test_resources_show_backend_plan_and_cache_before_any_job(tmp_path: Pa
         assert res.backend == "diffusion" and backend["reason"] == "configured"
         assert backend["dtype"] == "bfloat16" and backend["memory_plan"]["level"] == "resident"
         assert backend["memory_plan"]["fits"] and backend["memory_plan"]["headroom_gib"] > 0
-        assert backend["models"]["flux"] == {"id": tiny_hub["flux"], "revision": "main"}
+        assert backend["models"]["flux"] == {"id": tiny_hub["flux"], "revision": "main",
+                                             "license": "unknown (see the model card)", "commercial_use": False}
+        assert backend["profile"] == "classic"  # only flux_model is configured: its old meaning
         assert backend["cache"]["loads"] == 0 and backend["cache"]["budget_mb"] == 4096.0
         assert backend["components"] == []
 

@@ -58,9 +58,13 @@ class JobRunner:
         self.fatal: str | None = None  # set when the device is poisoned: the worker must exit
 
     def run(self, cmd: RunJob) -> JobFinished:
+        backend = self._backends(cmd.backend)
+        # A one-pass profile paints the scene around the product: its scene stage replaces background,
+        # composite and refine of a plan made without knowing the profile.
+        plan = registry.one_pass_plan(cmd.plan) if getattr(backend, "one_pass", False) else cmd.plan
         ctx = JobContext(
             job_id=cmd.job_id, job_dir=Path(cmd.job_dir), request=cmd.request, seed=cmd.seed,
-            backend=self._backends(cmd.backend), plan=cmd.plan, on_step=lambda f, s: None,
+            backend=backend, plan=plan, on_step=lambda f, s: None,
             stop_requested=lambda: self._stop_requested(cmd.job_id),
         )
         try:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from pipeline import registry
 from pipeline.cssvalues import css_font_stack, parse_font_family
 from pipeline.images import save_preview
 from pipeline.messages import DesignAnswer, DesignPrompt
+from pipeline.worker.backends.base import SceneBackend
 from pipeline.worker.context import JobContext
 from pipeline.worker.deliver import deliver, output_name
 from pipeline.worker.design.fontembed import font_face_css
@@ -34,6 +36,8 @@ from pipeline.worker.stages.composite import composite as composite_product
 from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD, apply_mask, cut_out, has_useful_alpha
 from pipeline.worker.stages.design import Design, DesignSpec, copy_parts, design_template, plan_copy, text_style
 from pipeline.worker.stages.fidelity import keep_product, relight_kwargs
+from pipeline.worker.stages.lighting import estimate_light, light_kwargs
+from pipeline.worker.stages.scene import paint_mask, place_product, product_reference, scene_prompt
 
 
 @dataclass
@@ -96,16 +100,16 @@ def composite(ctx: JobContext, svc: Services) -> None:
     assert ctx.background is not None and ctx.cutout is not None
     r = ctx.request
     canvas = (ctx.width, ctx.height)
+    # Light side and ground line read from the scene's pixels (stages/lighting.py), for the shadow and relight.
+    light = ctx.hints["light"] = estimate_light(ctx.background)
     # One plan for product and copy: the product goes where the copy will not be.
     ctx.layout = plan_layout(
         canvas, ctx.cutout.size, copy_parts(r), r.text_position, requested_font_px(r.text_size, canvas),
-        free_space=free_space(ctx.background, None), ground=round(ctx.hints.get("ground", 0.86) * ctx.height),
+        free_space=free_space(ctx.background, None), ground=round(light.stand * ctx.height),
         style=text_style(copy_parts(r).plain(), r.html_style_prompt),
     )
     ctx.warnings.extend(ctx.layout.warnings)
-    ctx.composite, ctx.mask = composite_product(
-        ctx.background, ctx.cutout, light_x=ctx.hints.get("light_x", 0.5), box=ctx.layout.product_box
-    )
+    ctx.composite, ctx.mask = composite_product(ctx.background, ctx.cutout, box=ctx.layout.product_box, light=light)
     ctx.save("composite.png", ctx.composite)
     ctx.save("mask.png", Image.fromarray(ctx.mask, "L"))
 
@@ -114,14 +118,47 @@ def refine(ctx: JobContext, svc: Services) -> None:
     r = ctx.request
     assert ctx.composite is not None and ctx.mask is not None
     composite, mask, relight = ctx.composite, ctx.mask, relight_kwargs(ctx.backend.refine, r.relight)
+    light = light_kwargs(ctx.backend.refine, ctx.hints.get("light"))
 
     def run(seed: int) -> Image.Image:
         return ctx.backend.refine(composite, mask, r.bg_composition_prompt, r.bg_composition_negative_prompt,
-                                  r.strength, r.guidance_scale, seed, ctx.on_step, **relight)
+                                  r.strength, r.guidance_scale, seed, ctx.on_step, **relight, **light)
 
     # Every backend's result goes through the same restore + measure (+ one retry with seed + 1).
     kept = keep_product(run, composite, mask, r.relight, ctx.seed,
                         on_retry=lambda note: ctx.on_step(0.5, f"{registry.REFINE.label} ({note})"))
+    ctx.step1, ctx.refine_seed = kept.image, kept.seed
+    ctx.product_fidelity = kept.fidelity.as_dict() if kept.fidelity else None
+    ctx.warnings.extend(kept.warnings)
+    ctx.provenance = job_provenance(ctx)
+    ctx.save("step1.png", ctx.step1, ctx.provenance)
+    save_preview(ctx.step1, ctx.job_dir / "preview.jpg")
+
+
+def scene(ctx: JobContext, svc: Services) -> None:
+    """One pass (profiles fast, quality): the product placed by the layout plan, the model paints everything
+    but its core (surface, contact shadow, reflections, light); then the product's own pixels come back."""
+    assert ctx.cutout is not None
+    r = ctx.request
+    canvas = (ctx.width, ctx.height)
+    ctx.layout = plan_layout(
+        canvas, ctx.cutout.size, copy_parts(r), r.text_position, requested_font_px(r.text_size, canvas),
+        style=text_style(copy_parts(r).plain(), r.html_style_prompt),
+    )
+    ctx.warnings.extend(ctx.layout.warnings)
+    assert ctx.layout.product_box is not None
+    ctx.composite, ctx.mask = place_product(ctx.cutout, canvas, ctx.layout.product_box)
+    ctx.save("composite.png", ctx.composite)
+    ctx.save("mask.png", Image.fromarray(ctx.mask, "L"))
+    composite, paint, reference = ctx.composite, paint_mask(ctx.mask), product_reference(ctx.cutout)
+    backend = cast(SceneBackend, ctx.backend)
+
+    def run(seed: int) -> Image.Image:
+        return backend.scene(composite, paint, reference, scene_prompt(r.bg_prompt, r.bg_composition_prompt),
+                             r.bg_negative_prompt, seed, r.guidance_scale, ctx.on_step)
+
+    kept = keep_product(run, composite, ctx.mask, r.relight, ctx.seed,
+                        on_retry=lambda note: ctx.on_step(0.5, f"{registry.SCENE.label} ({note})"))
     ctx.step1, ctx.refine_seed = kept.image, kept.seed
     ctx.product_fidelity = kept.fidelity.as_dict() if kept.fidelity else None
     ctx.warnings.extend(kept.warnings)
@@ -194,6 +231,7 @@ IMPLEMENTATIONS: dict[str, StageFn] = {
     registry.BACKGROUND.key: background,
     registry.COMPOSITE.key: composite,
     registry.REFINE.key: refine,
+    registry.SCENE.key: scene,
     registry.ANALYZE.key: analyze,
     registry.DESIGN.key: design,
     registry.RENDER.key: render,

@@ -16,6 +16,7 @@ StepCallback = Callable[[float, str], None]
 
 class Backend(Protocol):
     name: str
+    one_pass: bool  # the scene is painted around the product in one stage (SceneBackend.scene)
 
     def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
         """The product's mask at the photo's resolution, with how far to trust it."""
@@ -40,3 +41,15 @@ class Backend(Protocol):
 
     def info(self) -> dict[str, Any]:
         """What is loaded, on which device and precision (for get_resources)."""
+
+
+class SceneBackend(Backend, Protocol):
+    """A backend whose profile paints the scene around the product in one pass (profiles fast, quality)."""
+
+    def scene(
+        self, canvas: Image.Image, paint: np.ndarray, reference: Image.Image, prompt: str, negative: str, seed: int,
+        guidance: float, on_step: StepCallback,
+    ) -> Image.Image:
+        """``canvas``: the product placed by the layout plan on a neutral canvas; ``paint``: uint8, 255 where the
+        model paints (everything but the product's eroded core, feathered); ``reference``: the product alone.
+        Returns the scene at the canvas size; ``stages/fidelity.keep_product`` restores the product after it."""

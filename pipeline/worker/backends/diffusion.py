@@ -1,4 +1,9 @@
-"""The model backend: SAM-HQ + ViTMatte segmentation, FLUX text-to-image and img2img, a VLM's analysis.
+"""The model backend: SAM-HQ (+ ViTMatte) segmentation, the profile's generator, a VLM's analysis.
+
+The generator follows the profile (``pipeline/profiles.py``): ``fast`` and ``quality`` paint the scene
+around the placed product in one pass (``scene``: FLUX.2 [klein] inpainting with the product as
+``image_reference``, or FLUX.1 Fill); ``classic`` runs FLUX.1 text-to-image (``background``) and img2img
+over the composite (``refine``) on the same modules.
 
 Models come from the one loader, in the dtype and placement of the memory plan, and live in
 the model cache. Denoising loops report every step through ``callback_on_step_end``; a stop
@@ -20,8 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import registry
+from pipeline import profiles, registry
 from pipeline.config import Settings
+from pipeline.schemas import Relight
 from pipeline.worker.backends.base import StepCallback
 from pipeline.worker.errors import FatalDeviceError, UserFacingError
 from pipeline.worker.hooks import WorkerHooks
@@ -30,6 +36,7 @@ from pipeline.worker.models.cache import ModelCache, flush_gpu
 from pipeline.worker.models.memory import GiB, MemoryPlan
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.cutout import CutoutResult, cut_out, fill_holes
+from pipeline.worker.stages.lighting import Light
 from pipeline.worker.stages.refine import harmonise
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 OOM_RETRIES = 2
 LOADERS: dict[str, Callable[[Settings, MemoryPlan], Any]] = {
-    "flux": loader.load_flux, "segmenter": loader.load_segmenter, "vlm": loader.load_vlm,
+    "flux": loader.load_flux, "scene": loader.load_scene, "segmenter": loader.load_segmenter, "vlm": loader.load_vlm,
 }
 
 # The design doc's four questions (section 8.3), asked at once for one JSON answer.
@@ -69,6 +76,13 @@ def flux_size(width: int, height: int) -> tuple[int, int]:
 
 def _exact(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def text_encoder_layers(text_layers: int, joint_dim: int, hidden: int) -> tuple[int, ...]:
+    """The hidden layers FLUX.2 [klein] stacks into its text embedding: as many as the transformer's joint
+    dimension holds, evenly spaced; (9, 18, 27) for the published 36-layer Qwen3 encoders."""
+    n = max(1, joint_dim // max(1, hidden))
+    return tuple(max(1, min(text_layers, round((i + 1) * text_layers / (n + 1)))) for i in range(n))
 
 
 def is_poisoned(exc: BaseException) -> bool:
@@ -176,13 +190,20 @@ class DiffusionBackend:
         self.dtype = loader.resolve_dtype(settings, self.device)
         budget_gb = loader.memory_budget_gb(settings, self.device)
         self.cache = ModelCache(int(budget_gb * GiB), self.device)
-        self.profile, self.steps, self.default_guidance = loader.flux_profile(settings)
+        self.profile = profiles.active(settings)
+        self.one_pass = self.profile.one_pass
+        self.generator_key = loader.generator_key(settings)
+        if self.one_pass:
+            self.flux_preset = None
+            self.steps, self.default_guidance = profiles.steps_and_guidance(settings)
+        else:  # classic: FLUX.1 [dev] or [schnell] (ADGEN_FLUX_MODEL keeps its meaning)
+            self.flux_preset, self.steps, self.default_guidance = loader.flux_profile(settings)
         self.oom_retries_used = 0
         self.plan: MemoryPlan | None = None
         self.problem: str | None = None
         self._plan_now()
-        log.info("diffusion backend on %s in %s (FLUX profile %s, %d steps)", self.device,
-                 str(self.dtype).removeprefix("torch."), self.profile, self.steps)
+        log.info("diffusion backend on %s in %s (profile %s, %s, %d steps)", self.device,
+                 str(self.dtype).removeprefix("torch."), self.profile.name, self.profile.scene_pipeline, self.steps)
 
     # ---- plan --------------------------------------------------------------------------
     def _plan_now(self) -> None:
@@ -346,8 +367,11 @@ class DiffusionBackend:
     ) -> tuple[Image.Image, dict[str, Any]]:
         plan = self._require_plan()
         steps = self.steps
-        g = guidance if self.profile == "dev" else self.default_guidance
+        g = guidance if self.flux_preset == "dev" else self.default_guidance
         gen_w, gen_h = flux_size(width, height)  # FLUX's grid; resized to the exact size after
+        if self.one_pass:
+            raise UserFacingError(f"profile {self.profile.name} paints the scene around the product in one pass; "
+                                  "it has no separate background stage")
 
         def run() -> Image.Image:
             flux = self._get("flux")
@@ -366,11 +390,11 @@ class DiffusionBackend:
 
     def refine(
         self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
-        guidance: float, seed: int, on_step: StepCallback,
+        guidance: float, seed: int, on_step: StepCallback, relight: Relight = "subtle", light: Light | None = None,
     ) -> Image.Image:
         plan = self._require_plan()
         steps = img2img_steps(self.steps, strength) if strength > 0 else 0
-        g = guidance if self.profile == "dev" else self.default_guidance
+        g = guidance if self.flux_preset == "dev" else self.default_guidance
         gen_w, gen_h = flux_size(*composite.size)
 
         def run() -> Image.Image:
@@ -394,7 +418,45 @@ class DiffusionBackend:
         keep = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(np.float32)[..., None] / 255.0
         merged = np.asarray(refined, np.float32) * (1 - keep) + np.asarray(composite.convert("RGB"), np.float32) * keep
         out = Image.fromarray(np.clip(merged, 0, 255).astype(np.uint8), "RGB")
-        return harmonise(out, mask, strength * 0.5)
+        # Tones pulled towards the scene and the side facing its light shaded, as far as ``relight`` allows
+        # (the same rule as the draft's refinement; keep_product enforces it after this).
+        return harmonise(out, mask, strength * 0.5, relight, light)
+
+    def scene(
+        self, canvas: Image.Image, paint: np.ndarray, reference: Image.Image, prompt: str, negative: str, seed: int,
+        guidance: float, on_step: StepCallback,
+    ) -> Image.Image:
+        """One pass: the model paints everything ``paint`` marks around the placed product, seeing it (see
+        ``backends.base.SceneBackend``). FLUX.2 [klein] also gets the product as ``image_reference``."""
+        plan = self._require_plan()
+        if not self.one_pass:
+            raise UserFacingError(f"profile {self.profile.name} has no one-pass scene model")
+        steps = self.steps
+        gen_w, gen_h = flux_size(*canvas.size)
+        image = _exact(canvas.convert("RGB"), (gen_w, gen_h))
+        mask = Image.fromarray(paint, "L").resize((gen_w, gen_h), Image.Resampling.BILINEAR)
+
+        def run() -> Image.Image:
+            scene = self._get("scene")
+            scene.set_vae_tiling(gen_w * gen_h > plan.vae_tiling_above)
+            on_step(0.0, f"{registry.SCENE.label} (0/{steps})")
+            reporter = _StepReporter(registry.SCENE.label, steps, on_step)
+            common = dict(prompt=prompt, image=image, mask_image=mask, height=gen_h, width=gen_w, strength=1.0,
+                          num_inference_steps=steps, generator=self._generator(seed), callback_on_step_end=reporter)
+            if scene.kind == "Flux2KleinInpaintPipeline":
+                pipe = scene.pipe
+                layers = text_encoder_layers(pipe.text_encoder.config.num_hidden_layers,
+                                             pipe.transformer.config.joint_attention_dim,
+                                             pipe.text_encoder.config.hidden_size)
+                out = pipe(**common, image_reference=reference, guidance_scale=self.default_guidance,
+                           text_encoder_out_layers=layers)
+            else:  # FluxFillPipeline: the product is the unmasked part of the canvas it sees
+                out = scene.pipe(**common, guidance_scale=self.default_guidance)
+            reporter.raise_if_stopped()
+            self.cache.release("scene")
+            return out.images[0]
+
+        return _exact(self._with_oom_retry(registry.SCENE, "scene", run).convert("RGB"), canvas.size)
 
     def _ask(self, vlm: loader.VisionLanguageModel, image: Image.Image, question: str) -> str:
         processor, model = vlm.processor, vlm.model
@@ -434,15 +496,21 @@ class DiffusionBackend:
 
     def info(self) -> dict[str, Any]:
         refs = loader.model_refs(self.settings)
+        models = {k: {"id": r.id, "revision": r.revision} for k, r in refs.items()}
+        detail = profiles.describe(self.settings, models)
         return {
+            "profile": self.profile.name, "profile_detail": detail, "one_pass": self.one_pass,
             "backend": self.name, "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
             "precision": {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
                           "level": self.plan.level if self.plan else None,
                           "reason": self.plan.summary() if self.plan else self.problem},
             "memory_plan": self.plan.as_dict() if self.plan else None, "problem": self.problem,
-            "models": {k: {"id": r.id, "revision": r.revision} for k, r in refs.items()},
-            "flux": {"model": self.settings.flux_model, "profile": self.profile, "steps": self.steps},
-            "segmentation": self.settings.segmenter, "analysis": self.settings.vlm_model,
+            "models": detail["models"],  # each with its licence and commercial-use flag
+            "generator": {"model": refs[self.generator_key].id, "pipeline": self.profile.scene_pipeline,
+                          "steps": self.steps, "guidance": self.default_guidance},
+            **({"flux": {"model": self.settings.flux_model, "profile": self.flux_preset, "steps": self.steps}}
+               if not self.one_pass else {}),
+            "segmentation": self.settings.segmenter, "analysis": refs["vlm"].id,
             "components": self.cache.components(),
             "cache": self.cache.info(), "oom_retries_used": self.oom_retries_used,
         }

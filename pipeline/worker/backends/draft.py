@@ -12,11 +12,13 @@ from pipeline.worker.backends.base import StepCallback
 from pipeline.worker.stages.analyze import analyze_draft
 from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages.cutout import CutoutResult, cut_out
+from pipeline.worker.stages.lighting import Light
 from pipeline.worker.stages.refine import harmonise
 
 
 class DraftBackend:
     name = "draft"
+    one_pass = False
 
     def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
         on_step(0.1, "segmentation (classical cut-out)")
@@ -33,10 +35,10 @@ class DraftBackend:
 
     def refine(
         self, composite: Image.Image, mask: np.ndarray, prompt: str, negative: str, strength: float,
-        guidance: float, seed: int, on_step: StepCallback, relight: Relight = "subtle",
+        guidance: float, seed: int, on_step: StepCallback, relight: Relight = "subtle", light: Light | None = None,
     ) -> Image.Image:
         on_step(0.1, "refinement (tone harmonisation)")
-        return harmonise(composite, mask, strength, relight)
+        return harmonise(composite, mask, strength, relight, light)
 
     def analyze(self, image: Image.Image, mask: np.ndarray | None, on_step: StepCallback) -> dict[str, Any]:
         on_step(0.1, "image_analysis (statistics)")

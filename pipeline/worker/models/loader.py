@@ -19,6 +19,7 @@ import psutil
 import torch
 from torch import nn
 
+from pipeline import profiles
 from pipeline.config import Settings
 from pipeline.worker.errors import UserFacingError
 from pipeline.worker.models import memory
@@ -47,7 +48,7 @@ class ModelMissingError(UserFacingError):
 
 @dataclass(frozen=True)
 class ModelRef:
-    role: str  # "flux", "segmenter", "matting", "vlm", "birefnet"
+    role: str  # "flux", "scene", "segmenter", "matting", "vlm", "birefnet"
     id: str  # hub id or local folder
     revision: str | None  # None for a folder
 
@@ -84,16 +85,25 @@ def _ref(role: str, model_id: str, revision: str | None) -> ModelRef:
     return ModelRef(role, model_id, revision or PINNED_REVISIONS.get(model_id, "main"))
 
 
+def generator_key(settings: Settings) -> str:
+    """The generator's cache key: "flux" (classic: text-to-image + img2img) or "scene" (one pass)."""
+    return "scene" if profiles.active(settings).one_pass else "flux"
+
+
 def model_refs(settings: Settings) -> dict[str, ModelRef]:
-    """The configured models by cache key (the matting model travels with the segmenter)."""
-    refs = {"flux": _ref("flux", settings.flux_model, settings.flux_revision),
-            "vlm": _ref("vlm", settings.vlm_model, settings.vlm_revision)}
+    """The configured models by cache key (the matting model travels with the segmenter); each role's
+    own setting, else the active profile's default (pipeline/profiles.py)."""
+    key = generator_key(settings)
+    revision = settings.flux_revision if key == "flux" else settings.scene_revision
+    refs = {key: _ref(key, profiles.generator_model(settings), revision),
+            "vlm": _ref("vlm", profiles.vlm_model(settings), settings.vlm_revision)}
     if settings.segmenter == "birefnet-onnx":
         refs["segmenter"] = _ref("birefnet", settings.birefnet_onnx, settings.birefnet_onnx_revision)
     else:
-        refs["segmenter"] = _ref("segmenter", settings.seg_model, settings.seg_revision)
-        if settings.matting_model:
-            refs["matting"] = _ref("matting", settings.matting_model, settings.matting_revision)
+        refs["segmenter"] = _ref("segmenter", profiles.segmenter_model(settings), settings.seg_revision)
+        matting = profiles.matting_model(settings)
+        if matting:
+            refs["matting"] = _ref("matting", matting, settings.matting_revision)
     return refs
 
 
@@ -172,9 +182,12 @@ def measure_models(settings: Settings, device: str) -> list[ComponentSize]:
     """Component sizes of the configured models, from their configs on the meta device."""
     refs = model_refs(settings)
     out: list[ComponentSize] = []
-    flux = refs["flux"]
-    with _Guard(flux):
-        out += memory.measure_diffusers_pipeline("flux", flux.source, flux.kwargs(settings))
+    key = generator_key(settings)
+    gen = refs[key]
+    with _Guard(gen):
+        # A one-pass model also attends to the product reference / masked image: twice the image tokens.
+        out += memory.measure_diffusers_pipeline(key, gen.source, gen.kwargs(settings),
+                                                 image_streams=2 if key == "scene" else 1)
     seg = refs["segmenter"]
     if settings.segmenter == "birefnet-onnx":
         # An ONNX graph: its file holds the weights (fp16 on CUDA); its working memory is an estimate
@@ -217,6 +230,7 @@ def plan_for(settings: Settings, device: str, components: list[ComponentSize] | 
 
 
 def flux_profile(settings: Settings) -> tuple[str, int, float]:
+    """The classic profile's FLUX.1 preset (dev or schnell: steps, guidance)."""
     profile = settings.flux_profile
     if profile == "auto":
         profile = "schnell" if "schnell" in settings.flux_model.lower() else "dev"
@@ -282,14 +296,13 @@ def _fp8_storage(module: nn.Module, compute: torch.dtype) -> None:
                             skip_modules_pattern=patterns)
 
 
-def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
-    from diffusers import FluxImg2ImgPipeline, FluxPipeline
-
-    ref = model_refs(settings)["flux"]
+def _load_placed(cls: Any, key: str, ref: ModelRef, settings: Settings, plan: MemoryPlan) -> tuple[Any, str | None]:
+    """A diffusers pipeline loaded in the plan's dtype, quantisation and placement; (pipe, offload kind)."""
     dtype = plan.torch_dtype
     kwargs: dict[str, Any] = {"dtype": dtype, **ref.kwargs(settings)}
-    names = ("transformer", "text_encoder", "text_encoder_2", "vae")
-    nf4 = [n for n in names if plan.storage("flux", n) == "nf4"]
+    expected = cls._get_signature_keys(cls)[0]  # the pipeline's components (FLUX.2 has no text_encoder_2)
+    names = [n for n in ("transformer", "text_encoder", "text_encoder_2", "vae") if n in expected]
+    nf4 = [n for n in names if plan.storage(key, n) == "nf4"]
     if nf4:
         from diffusers import PipelineQuantizationConfig
 
@@ -298,11 +311,11 @@ def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
             quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},
         )
     with _Guard(ref):
-        pipe = FluxPipeline.from_pretrained(ref.source, **kwargs)
+        pipe = cls.from_pretrained(ref.source, **kwargs)
     for n in names:
-        if plan.storage("flux", n) == "fp8":
+        if plan.storage(key, n) == "fp8":
             _fp8_storage(getattr(pipe, n), dtype)
-    offload = plan.offload("flux")
+    offload = plan.offload(key)
     if offload == "model-offload":
         pipe.enable_model_cpu_offload(device=plan.device)
     elif offload == "group-offload":
@@ -315,6 +328,13 @@ def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
             if any(t.device.type != torch.device(plan.device).type for t in module.parameters()):
                 module.to(plan.device)
     pipe.set_progress_bar_config(disable=True)
+    return pipe, offload
+
+
+def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
+    from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+    pipe, offload = _load_placed(FluxPipeline, "flux", model_refs(settings)["flux"], settings, plan)
     # img2img over the same module objects. Not from_pipe: it ends in .to(dtype=float32 by default), which would
     # convert the shared modules in place (and undo fp8 storage). The constructor only registers them.
     i2i = FluxImg2ImgPipeline(**pipe.components)
@@ -323,6 +343,33 @@ def load_flux(settings: Settings, plan: MemoryPlan) -> FluxModels:
         i2i.enable_model_cpu_offload(device=plan.device)
     i2i.set_progress_bar_config(disable=True)
     return FluxModels(pipe, i2i, offload)
+
+
+@dataclass
+class SceneModels:
+    """A one-pass pipeline that paints the scene around the product (fast: FLUX.2 [klein] inpainting with
+    the product as ``image_reference``; quality: FLUX.1 Fill)."""
+
+    pipe: Any
+    kind: str  # the pipeline class name (profiles.ScenePipeline)
+    offload: str | None = None
+
+    def named_modules(self) -> dict[str, nn.Module]:
+        return {k: v for k, v in self.pipe.components.items() if isinstance(v, nn.Module)}
+
+    def set_vae_tiling(self, on: bool) -> None:
+        vae = self.pipe.vae
+        if hasattr(vae, "enable_tiling"):
+            vae.enable_tiling() if on else vae.disable_tiling()
+
+
+def load_scene(settings: Settings, plan: MemoryPlan) -> SceneModels:
+    import diffusers
+
+    kind = profiles.active(settings).scene_pipeline
+    cls = getattr(diffusers, kind)
+    pipe, offload = _load_placed(cls, "scene", model_refs(settings)["scene"], settings, plan)
+    return SceneModels(pipe, kind, offload)
 
 
 def load_segmenter(settings: Settings, plan: MemoryPlan) -> SegmenterModels | OnnxSegmenter:

@@ -41,7 +41,7 @@ FP8_BYTES = 1.0
 # diffusers' layerwise casting: these layer types are stored in fp8, names matching these stay in 16 bits
 _CASTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CAST_SKIP = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$")
-GENERATOR = "flux"  # the model key of the image generator (used twice a job: kept in preference)
+GENERATORS = ("flux", "scene")  # model keys of the image generator (classic / one pass): kept in preference
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def count_module(module: nn.Module) -> tuple[int, int, int, int]:
         if isinstance(m, _CASTABLE) and not any(re.search(p, name) for p in patterns):
             castable += sum(p.numel() for p in m.parameters(recurse=False))
     block = max((sum(p.numel() for p in b.parameters()) for m in module.modules() if isinstance(m, nn.ModuleList)
-                 for b in m), default=params)
+                 for b in m if b is not None), default=params)  # FLUX.2's VAE keeps None slots in a list
     return params, linear, castable, block
 
 
@@ -198,9 +198,12 @@ def _meta(build: Any) -> nn.Module:
     return module
 
 
-def measure_diffusers_pipeline(model: str, source: str, load_kwargs: dict[str, Any], side: int = PLAN_SIDE
-                               ) -> list[ComponentSize]:
-    """Every torch component of a diffusers pipeline, from model_index.json and each config.json."""
+def measure_diffusers_pipeline(model: str, source: str, load_kwargs: dict[str, Any], side: int = PLAN_SIDE,
+                               image_streams: int = 1) -> list[ComponentSize]:
+    """Every torch component of a diffusers pipeline, from model_index.json and each config.json.
+
+    ``image_streams``: how many canvases' worth of image tokens the denoiser attends to (2 for a one-pass
+    model that also sees the product reference or the masked image as tokens)."""
     import importlib
 
     from diffusers import DiffusionPipeline
@@ -245,7 +248,7 @@ def measure_diffusers_pipeline(model: str, source: str, load_kwargs: dict[str, A
             out.append(measure(model, name, module, "text_encoder", _attention_bytes(seq, hidden, heads)))
         else:  # the denoiser: image tokens after the VAE and 2x2 packing, plus the text tokens
             inner = _cfg(config, "num_attention_heads", default=24) * _cfg(config, "attention_head_dim", default=128)
-            tokens = pixels // (vae_scale * 2) ** 2 + TEXT_TOKENS
+            tokens = pixels // (vae_scale * 2) ** 2 * image_streams + TEXT_TOKENS
             # a fused single block holds ~12 hidden widths (qkv, 4x MLP, concat, residual); flash attention
             out.append(measure(model, name, module, "denoiser", tokens * inner * 2 * 12))
     return out
@@ -294,14 +297,14 @@ def _account(components: list[ComponentSize], cand: _Candidate, dtype_bytes: int
     for c in components:
         key = f"{c.model}.{c.name}"
         storage = cand.storage.get(key, "dtype")
-        where = cand.where if c.model == GENERATOR else "device"
+        where = cand.where if c.model in GENERATORS else "device"
         placements[key] = Placement(storage, where, c.weight_bytes(storage, dtype_bytes))
     by_model: dict[str, list[ComponentSize]] = {}
     for c in components:
         by_model.setdefault(c.model, []).append(c)
 
     def on_device_at_rest(model: str) -> int:
-        if model == GENERATOR:
+        if model in GENERATORS:
             return 0 if cand.where != "device" else sum(placements[f"{model}.{c.name}"].weight_bytes
                                                         for c in by_model[model])
         if model not in aux_resident:
@@ -315,10 +318,10 @@ def _account(components: list[ComponentSize], cand: _Candidate, dtype_bytes: int
         # At the planning size the VAE decodes untiled (tiling starts above it and keeps larger canvases at
         # the tile's working memory, tiled_activation_bytes).
         acts = [c.activation_bytes for c in parts]
-        if model == GENERATOR and cand.where == "model-offload":
+        if model in GENERATORS and cand.where == "model-offload":
             # one component on the device at a time, with its own working memory
             working = max(w + a for w, a in zip(weights, acts, strict=True))
-        elif model == GENERATOR and cand.where == "group-offload":
+        elif model in GENERATORS and cand.where == "group-offload":
             working = max(int(c.block_params * 2 * (FP8_BYTES if cand.storage.get(f"{model}.{c.name}") == "fp8"
                                                     else dtype_bytes)) + a for c, a in zip(parts, acts, strict=True))
         else:
@@ -347,9 +350,9 @@ def plan_memory(
     dtype_name = str(dtype).removeprefix("torch.")
     dtype_bytes = torch.finfo(dtype).bits // 8
     accelerator = device != "cpu"
-    models = sorted({c.model for c in components}, key=lambda m: (m != GENERATOR, m))
-    aux = [m for m in models if m != GENERATOR]
-    gen = [c for c in components if c.model == GENERATOR]
+    models = sorted({c.model for c in components}, key=lambda m: (m not in GENERATORS, m))
+    aux = [m for m in models if m not in GENERATORS]
+    gen = [c for c in components if c.model in GENERATORS]
     gen_total = sum(c.params for c in gen) or 1
     # Worth quantising: the denoiser and any text encoder holding >= 5% of the generator. fp8 layerwise casting
     # only for diffusers models: FluxPipeline casts the prompt embeddings to ``text_encoder_2.dtype``, which a
@@ -385,7 +388,7 @@ def plan_memory(
             placements, stages, host_peak = _account(components, cand, dtype_bytes, kept)
             tried.append((cand, placements, stages, host_peak, kept))
             if max(stages.values(), default=0) <= device_bytes and host_peak <= host_bytes:
-                resident = tuple(m for m in models if m == GENERATOR or m in kept)
+                resident = tuple(m for m in models if m in GENERATORS or m in kept)
                 per_stage = tuple(m for m in models if m not in resident)
                 reason = cand.reason + (f"; {', '.join(per_stage)} loaded per stage" if per_stage and cand.keep_aux
                                         else "")

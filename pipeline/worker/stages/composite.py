@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.worker.layout import Box
+from pipeline.worker.stages.lighting import Light, cast_geometry
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,10 @@ def plan_placement(
     return Placement(x=(cw - w) // 2, y=round(ch * ground) - h, width=w, height=h)
 
 
-def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], light_x: float) -> np.ndarray:
-    """Shadow opacity (0..1) over the canvas: a tight contact shadow plus a soft cast shadow."""
+def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], light_x: float,
+                   light: Light | None = None) -> np.ndarray:
+    """Shadow opacity (0..1) over the canvas: a tight contact shadow plus a soft cast shadow, thrown away
+    from the scene's light (``light``, read from the background's pixels; else ``light_x``)."""
     cw, ch = canvas
     shadow = np.zeros((ch, cw), np.float32)
     # Contact shadow: a flat ellipse under the product's footprint.
@@ -50,10 +53,9 @@ def _shadow_layers(alpha: np.ndarray, p: Placement, canvas: tuple[int, int], lig
     cv2.ellipse(contact, centre, axes, 0, 0, 360, 1.0, -1)
     contact = cv2.GaussianBlur(contact, (0, 0), sigmaX=max(2.0, p.height / 45))
     # Cast shadow: the silhouette squashed onto the floor and sheared away from the light.
-    squash = 0.28
+    shear, squash = cast_geometry(light, light_x)  # light on the left throws the shadow right
     sh_h = max(1, round(p.height * squash))
     flat = cv2.resize(alpha, (p.width, sh_h), interpolation=cv2.INTER_AREA)[::-1]
-    shear = (0.5 - light_x) * 1.6  # light on the left throws the shadow right
     m = np.array([[1, shear, 0], [0, 1, 0]], np.float32)
     pad = int(abs(shear) * sh_h) + 2
     wide = cv2.warpAffine(np.pad(flat, ((0, 0), (pad, pad))), m, (p.width + 2 * pad, sh_h))
@@ -76,19 +78,20 @@ def _clamped(box: Box, canvas: tuple[int, int]) -> Placement:
 
 def composite(
     background: Image.Image, product: Image.Image, light_x: float = 0.5, ground: float = 0.86,
-    box: Box | None = None,
+    box: Box | None = None, light: Light | None = None,
 ) -> tuple[Image.Image, np.ndarray]:
     """Returns the composite (RGB) and the product's mask on the canvas (uint8, 255 = product).
 
     ``box`` is the layout plan's product box (x, y, w, h); without one the product is centred
-    on the ``ground`` line at its default size."""
+    on the ``ground`` line at its default size. ``light`` (``lighting.estimate_light`` of the
+    background) sets the cast shadow's side and length; without it ``light_x`` sets the side."""
     canvas = background.size
     p = _clamped(box, canvas) if box is not None else plan_placement(canvas, product.size, ground=ground)
     prod = product.convert("RGBA").resize((p.width, p.height), Image.Resampling.LANCZOS)
     alpha = np.asarray(prod.getchannel("A"), np.float32) / 255.0
 
     base = np.asarray(background.convert("RGB"), np.float32)
-    shadow = _shadow_layers(alpha, p, canvas, light_x)
+    shadow = _shadow_layers(alpha, p, canvas, light_x, light)
     base *= (1.0 - shadow)[..., None]
 
     mask = np.zeros((canvas[1], canvas[0]), np.float32)

@@ -8,6 +8,9 @@ makes a pasted object look lit by the room. ``strength`` scales both, like img2i
 ``none`` pulls nothing and keeps the light wrap on the rim outside the product's eroded core;
 ``subtle`` limits the pull per pixel to ``SUBTLE_BUDGET`` CIEDE2000, so a red product stays
 its own red on a warm wooden scene; ``full`` pulls as far as the scene asks.
+
+``light`` (``lighting.estimate_light`` of the scene) also shades the product's side facing the light
+a little brighter and the far side darker, under the same ``relight`` rule.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pipeline.worker.stages.fidelity import (
     smooth,
     srgb_to_lab,
 )
+from pipeline.worker.stages.lighting import Light, directional_shade
 
 _PULL = np.array([0.15, 0.35, 0.35], np.float32)  # a/b (colour cast) more than L (exposure)
 
@@ -35,7 +39,8 @@ def _scene_mean(rgb: np.ndarray, outside: np.ndarray) -> np.ndarray:
     return srgb_to_lab(rgb[::step, ::step][outside[::step, ::step]]).mean(axis=0)
 
 
-def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Relight = "subtle") -> Image.Image:
+def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Relight = "subtle",
+              light: Light | None = None) -> Image.Image:
     rgb = np.asarray(image.convert("RGB"))
     m_full = mask.astype(np.float32) / 255.0
     inside, outside = m_full > 0.5, m_full < 0.05
@@ -53,6 +58,8 @@ def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Re
     prod_mean = lab[m > 0.5].mean(axis=0)
     pull = _PULL * strength if relight != "none" else np.zeros(3, np.float32)
     shifted = lab + (scene_mean - prod_mean) * pull
+    if light is not None and relight != "none":  # the side facing the scene's light a little brighter
+        shifted[..., 0] += directional_shade(m, light.x, light.strength, 6.0 * strength)
     if relight == "subtle":  # per pixel, on the product only (the rest of the box keeps its own pixels)
         on = m > 0
         shifted[on] = limit_change(lab[on], shifted[on], SUBTLE_BUDGET)
