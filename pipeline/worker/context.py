@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.images import save_png
 from pipeline.messages import JobReport
 from pipeline.schemas import GenerateRequest
+from pipeline.worker.artifacts import ArtifactWriter
 from pipeline.worker.backends.base import Backend, StepCallback
 from pipeline.worker.layout import LayoutPlan
 from pipeline.worker.provenance import write_png
@@ -59,6 +59,7 @@ class JobContext:
     refine_seed: int | None = None  # the seed of the kept refinement (seed + 1 after a retry)
     provenance: dict[str, Any] | None = None  # written into step1.png, final.png and the delivered file
     artifacts: list[str] = field(default_factory=list)
+    writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # plain artifacts, written in the background
 
     @property
     def width(self) -> int:
@@ -73,8 +74,8 @@ class JobContext:
             raise JobStopped()
 
     def save(self, name: str, img: Image.Image, provenance: dict[str, Any] | None = None) -> None:
-        if provenance is None:
-            save_png(img, self.job_dir / name)
+        if provenance is None:  # read by no later stage: encoded while the job goes on
+            self.writes.png(img, self.job_dir / name)
         else:  # metadata chunks saying what made the image (pipeline/worker/provenance.py)
             write_png(img, self.job_dir / name, provenance)
         self.artifacts.append(name)
@@ -90,6 +91,8 @@ class JobContext:
         return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
 
     def report(self) -> JobReport:
+        """What the job says about itself at its end, once every artifact it wrote is on disk."""
+        self.writes.flush()
         t = self.design or self.template
         return JobReport(
             designer=self.designer, design_note=self.design_note, design_removed=self.design_removed,

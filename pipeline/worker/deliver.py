@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 import unicodedata
 from pathlib import Path
@@ -38,12 +39,20 @@ def output_name(job_id: str, copy: str | None, fmt: str, when: float | None = No
 
 def deliver(
     image: Image.Image, folder: Path, name: str, fmt: str, quality: int, provenance: dict[str, Any] | None = None,
+    encoded: Path | None = None,
 ) -> Path:
-    """Write atomically (a reader never sees half a file), with ``provenance`` embedded; returns the absolute path."""
+    """Write atomically (a reader never sees half a file), with ``provenance`` embedded; returns the absolute path.
+
+    ``encoded``: the same image already written as a PNG with the same provenance (the job's final.png);
+    a PNG delivery copies its bytes instead of encoding the image again."""
     folder = folder.expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / name).resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if fmt == "png" and encoded is not None and encoded.is_file():
+        shutil.copyfile(encoded, tmp)
+        os.replace(tmp, path)
+        return path
     rgb = image.convert("RGB")
     meta = save_kwargs(fmt, provenance)  # PNG iTXt + XMP; JPEG/WebP XMP + EXIF
     if fmt == "jpeg":

@@ -208,6 +208,7 @@ def write_png(image: Image.Image, path: Path, prov: dict[str, Any] | None) -> Pa
     """A job-folder PNG with its provenance, written atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    image.save(tmp, format="PNG", compress_level=1, **save_kwargs("png", prov))
+    # zlib Z_RLE: as fast as the default strategy at level 1, ~15% smaller (this file is also delivered as is).
+    image.save(tmp, format="PNG", compress_level=1, compress_type=3, **save_kwargs("png", prov))
     tmp.replace(path)
     return path

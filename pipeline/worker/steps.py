@@ -204,7 +204,9 @@ def final(ctx: JobContext, svc: Services) -> None:
         layer = ctx.text if ctx.text.size == base.size else ctx.text.resize(base.size, Image.Resampling.LANCZOS)
         base = Image.alpha_composite(base, layer)
     ctx.final = base.convert("RGB")
-    ctx.save("final.png", ctx.final)
+    # Written once, saying what made it; deliver_final copies these bytes to the output folder.
+    ctx.provenance = job_provenance(ctx)
+    ctx.save("final.png", ctx.final, ctx.provenance)
     save_preview(ctx.final, ctx.job_dir / "preview.jpg")
 
 
@@ -212,13 +214,13 @@ def deliver_final(ctx: JobContext, svc: Services) -> None:
     """After the plan: the final image in the job folder and, for people, in the output folder."""
     image = ctx.final or ctx.step1
     assert image is not None
-    # final.png (written again when the copy stage made it) and the delivered file say what made them.
-    ctx.provenance = job_provenance(ctx)
-    ctx.save("final.png", image, ctx.provenance)
+    if ctx.final is None:  # no copy stage: final.png is the step 1 image, saying what made it
+        ctx.provenance = job_provenance(ctx)
+        ctx.save("final.png", image, ctx.provenance)
     r = ctx.request
     try:
         path = deliver(image, svc.output_dir, output_name(ctx.job_id, r.text_content, r.output_format),
-                       r.output_format, r.quality, ctx.provenance)
+                       r.output_format, r.quality, ctx.provenance, encoded=ctx.job_dir / "final.png")
     except OSError as exc:  # a full or read-only output folder must not lose the finished job
         ctx.warnings.append(f"The ad could not be written to the output folder ({exc.strerror or exc}); "
                             "it is still available from the job's final_result.")

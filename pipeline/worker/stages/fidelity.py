@@ -22,114 +22,25 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from pipeline.schemas import Relight
+from pipeline.worker.stages.colour import ciede2000, lab_to_srgb, limit_change, srgb_to_lab
+
+__all__ = [  # the colour maths lives in stages/colour.py; re-exported for the callers of this module
+    "MAX_DELTA_E", "SUBTLE_BUDGET", "Fidelity", "Refined", "ciede2000", "erosion_radius", "keep_product",
+    "lab_to_srgb", "limit_change", "measure", "product_core", "relight_kwargs", "restore", "smooth",
+    "srgb_to_lab", "ssim_map",
+]
 
 MAX_DELTA_E = 3.0  # the rule for relight none/subtle: mean CIEDE2000 in the product's core
 SUBTLE_BUDGET = 2.0  # per-pixel limit used by the draft's subtle relight and the last resort (margin under the rule)
 _MIN_CORE_PX = 16
 _MAX_MEASURED_PX = 1 << 20
-
-# sRGB (D65) -> CIE XYZ, and the D65 white point.
-_RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                     [0.2126729, 0.7151522, 0.0721750],
-                     [0.0193339, 0.1191920, 0.9503041]])
-_XYZ2RGB = np.linalg.inv(_RGB2XYZ)
-_WHITE = np.array([0.95047, 1.0, 1.08883])
-_EPS, _KAPPA = 216 / 24389, 24389 / 27
-_C = np.arange(256, dtype=np.float64) / 255.0
-_LINEAR = np.where(_C <= 0.04045, _C / 12.92, ((_C + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-# ---- colour ------------------------------------------------------------------------------
-def _pow(x: np.ndarray, p: float) -> np.ndarray:
-    """x ** p for x >= 0 in float32 (OpenCV's vectorised pow: several times numpy's on large images)."""
-    x = np.ascontiguousarray(x, np.float32)
-    return cv2.pow(x.reshape(-1, 1), p).reshape(x.shape)
-
-
-def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """8-bit sRGB values (any shape ending in 3, 0..255) to CIE L*a*b* (D65), float32."""
-    rgb = np.asarray(rgb)
-    if rgb.dtype == np.uint8:
-        lin = _LINEAR[rgb]  # a table: the power function is most of the cost
-    else:
-        c = rgb.astype(np.float32) / 255.0
-        lin = np.where(c <= 0.04045, c / 12.92, _pow((c + 0.055) / 1.055, 2.4))
-    xyz = np.maximum(lin @ (_RGB2XYZ / _WHITE[:, None]).T.astype(np.float32), 0)
-    f = np.where(xyz > _EPS, _pow(xyz, 1 / 3), (_KAPPA * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
-
-
-def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
-    """CIE L*a*b* (D65) to sRGB 0..255, float32, clipped to the gamut."""
-    lab = np.asarray(lab, np.float32)
-    fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
-    xyz = np.where(f**3 > _EPS, f**3, (116 * f - 16) / _KAPPA) * _WHITE.astype(np.float32)
-    lin = np.clip(xyz @ _XYZ2RGB.T.astype(np.float32), 0, 1)
-    c = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * _pow(lin, 1 / 2.4) - 0.055)
-    return np.clip(c * 255.0, 0, 255)
-
-
-def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
-    """CIEDE2000 colour difference (kL = kC = kH = 1), element-wise over arrays ending in L, a, b.
-
-    Computed in the inputs' precision (float32 for images: half the memory traffic, far below 0.01 dE)."""
-    dtype = np.result_type(np.asarray(lab1).dtype, np.asarray(lab2).dtype, np.float32)
-    lab1, lab2 = np.asarray(lab1, dtype), np.asarray(lab2, dtype)
-    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
-    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
-    c_bar7 = ((np.hypot(a1, b1) + np.hypot(a2, b2)) / 2) ** 7
-    g = 0.5 * (1 - np.sqrt(c_bar7 / (c_bar7 + 25.0**7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
-    chroma_zero = c1p * c2p == 0
-    dh = h2p - h1p
-    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dh = np.where(chroma_zero, 0.0, dh)
-    d_lp, d_cp = L2 - L1, c2p - c1p
-    d_hp = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh) / 2)
-    l_bar, c_bar = (L1 + L2) / 2, (c1p + c2p) / 2
-    h_sum, h_far = h1p + h2p, np.abs(h1p - h2p) > 180
-    h_bar = np.where(h_far, np.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2), h_sum / 2)
-    h_bar = np.where(chroma_zero, h_sum, h_bar)
-    t = (1 - 0.17 * np.cos(np.radians(h_bar - 30)) + 0.24 * np.cos(np.radians(2 * h_bar))
-         + 0.32 * np.cos(np.radians(3 * h_bar + 6)) - 0.20 * np.cos(np.radians(4 * h_bar - 63)))
-    d_theta = 30 * np.exp(-(((h_bar - 275) / 25) ** 2))
-    r_c = 2 * np.sqrt(c_bar**7 / (c_bar**7 + 25.0**7))
-    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / np.sqrt(20 + (l_bar - 50) ** 2)
-    s_c, s_h = 1 + 0.045 * c_bar, 1 + 0.015 * c_bar * t
-    r_t = -np.sin(np.radians(2 * d_theta)) * r_c
-    dl, dc, dhh = d_lp / s_l, d_cp / s_c, d_hp / s_h
-    return np.sqrt(np.maximum(dl**2 + dc**2 + dhh**2 + r_t * dc * dhh, 0.0))
-
-
-def limit_change(ref_lab: np.ndarray, new_lab: np.ndarray, max_de: float) -> np.ndarray:
-    """``new_lab`` moved back towards ``ref_lab`` wherever it differs by more than ``max_de`` (CIEDE2000).
-
-    Each pixel keeps the direction of its change, scaled down; later passes correct the few pixels
-    that the small non-linearity of CIEDE2000 left over the limit."""
-    out = np.asarray(new_lab, np.float32).reshape(-1, 3).copy()
-    ref = np.asarray(ref_lab, np.float32).reshape(-1, 3)
-    de = ciede2000(ref, out)
-    over = np.flatnonzero(de > max_de)
-    for _ in range(3):  # after the first pass only the few pixels still over the limit are looked at
-        if not len(over):
-            break
-        # Aim 0.5% under the limit: CIEDE2000 is nearly linear along a short change, so one pass mostly does.
-        out[over] = ref[over] + (out[over] - ref[over]) * (0.995 * max_de / de[over])[:, None]
-        de_over = ciede2000(ref[over], out[over])
-        still = de_over > max_de
-        over = over[still]
-        de[over] = de_over[still]
-    return out.reshape(np.shape(new_lab))
 
 
 # ---- structure -----------------------------------------------------------------------------
@@ -163,10 +74,13 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ---- the product's core --------------------------------------------------------------------
+def _radius(area: float) -> int:
+    return int(np.clip(round(0.02 * np.sqrt(area)), 2, 16))
+
+
 def erosion_radius(mask: np.ndarray) -> int:
     """How far inside the mask's edge the product's own pixels are trusted (2..16 px, ~2% of its size)."""
-    area = float((np.asarray(mask) > 127).sum())
-    return int(np.clip(round(0.02 * np.sqrt(area)), 2, 16))
+    return _radius(float(np.count_nonzero(np.asarray(mask) > 127)))
 
 
 def product_core(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,19 +98,57 @@ def product_core(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
-    ys, xs = np.nonzero(np.asarray(mask) > 0)
-    if not len(ys):
+    on = np.asarray(mask) > 0
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    if not len(rows):
         return None
-    h, w = mask.shape[:2]
-    return (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
-            slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
+    h, w = on.shape[:2]
+    return (slice(max(0, rows[0] - pad), min(h, rows[-1] + pad + 1)),
+            slice(max(0, cols[0] - pad), min(w, cols[-1] + pad + 1)))
 
 
 def _rgb(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    img = image.convert("RGB")
+    img = image.convert("RGB") if image.mode != "RGB" else image
     if img.size != size:  # a backend's output on another grid: compare on the canvas
         img = img.resize(size, Image.Resampling.LANCZOS)
     return np.asarray(img)
+
+
+class Placed:
+    """The product as placed on the canvas (the composite and the mask), as restore and measure see it:
+    its box (grown by the relight blur's reach), eroded core, feather weights, and the reference's Lab
+    and luma statistics. Built once per refine, shared by every attempt and by the measurement.
+
+    Measuring in this box rather than a tighter one changes nothing: every core pixel's SSIM window
+    (5 px) and erosion stay inside both boxes, and the core pixels are taken in the same order."""
+
+    def __init__(self, reference: Image.Image, mask: np.ndarray) -> None:
+        self.reference, self.mask, self.size = reference, np.asarray(mask), reference.size
+        area = float(np.count_nonzero(self.mask > 127))
+        self.sigma = max(2.0, 0.04 * np.sqrt(area))  # relighting lives at lower frequencies than the detail
+        self.box = _box(self.mask, _radius(area) + int(3 * self.sigma) + 2)
+        self.core, self.weight = product_core(self.mask[self.box]) if self.box else (np.zeros((0, 0), bool), None)
+        self.touched = self.weight > 0 if self.weight is not None else self.core  # the product and its ring
+
+    @cached_property
+    def ref8(self) -> np.ndarray:
+        assert self.box is not None
+        return _rgb(self.reference, self.size)[self.box]
+
+    @cached_property
+    def ref_lab(self) -> np.ndarray:
+        """Lab of the reference over ``touched`` (the pixels restore writes)."""
+        return srgb_to_lab(self.ref8[self.touched])
+
+    @cached_property
+    def ref_lab_core(self) -> np.ndarray:
+        """Lab of the reference at the core's pixels, in row-major order."""
+        return self.ref_lab[self.core[self.touched]]
+
+    @cached_property
+    def core_norm(self) -> np.ndarray:
+        """The blurred core: the normalisation of the change's normalised convolution."""
+        return np.maximum(smooth(self.core.astype(np.float32), self.sigma), 1e-4)[..., None]
 
 
 # ---- measure and restore ---------------------------------------------------------------------
@@ -211,18 +163,20 @@ class Fidelity:
 
 def measure(reference: Image.Image, image: Image.Image, mask: np.ndarray) -> Fidelity | None:
     """How far ``image`` moved the product placed in ``reference``; None when the product has no core."""
-    box = _box(mask, 8)
-    if box is None:
+    return _measure(Placed(reference, mask), image)
+
+
+def _measure(p: Placed, image: Image.Image) -> Fidelity | None:
+    n = int(np.count_nonzero(p.core))
+    if p.box is None or n < _MIN_CORE_PX:
         return None
-    ref, img = _rgb(reference, reference.size)[box], _rgb(image, reference.size)[box]
-    core, _ = product_core(np.asarray(mask)[box])
-    if core.sum() < _MIN_CORE_PX:
-        return None
+    img = _rgb(image, p.size)[p.box]
     # The mean over at most ~1M evenly spread core pixels: exact for ordinary canvases, and a 4096 px
     # canvas's product measures in a second instead of ten, to far better than 0.01.
-    idx = np.flatnonzero(core)[:: max(1, int(core.sum()) // _MAX_MEASURED_PX)]
-    de = ciede2000(srgb_to_lab(ref.reshape(-1, 3)[idx]), srgb_to_lab(img.reshape(-1, 3)[idx]))
-    ss = ssim_map(_luma(ref), _luma(img)).reshape(-1)[idx]
+    step = max(1, n // _MAX_MEASURED_PX)
+    idx = np.flatnonzero(p.core)[::step]
+    de = ciede2000(p.ref_lab_core[::step], srgb_to_lab(img.reshape(-1, 3)[idx]))
+    ss = ssim_map(_luma(p.ref8), _luma(img)).reshape(-1)[idx]
     return Fidelity(float(de.mean(dtype=np.float64)), float(ss.mean()))
 
 
@@ -232,37 +186,29 @@ def restore(
     """The refined image with the product's own pixels back in its core (see the module's docstring).
 
     ``limit`` caps the kept relighting per pixel (CIEDE2000) for the last resort of ``subtle``."""
-    size = reference.size
-    out = _rgb(refined, size).copy()
-    r = erosion_radius(mask)
-    area = float((np.asarray(mask) > 127).sum())
-    sigma = max(2.0, 0.04 * np.sqrt(area))  # relighting lives at lower frequencies than the product's detail
-    box = _box(mask, r + int(3 * sigma) + 2)
-    if box is None:
+    return _restore(Placed(reference, mask), refined, relight, limit)
+
+
+def _restore(p: Placed, refined: Image.Image, relight: Relight, limit: float | None = None) -> Image.Image:
+    out = _rgb(refined, p.size).copy()
+    if p.box is None or p.weight is None or not p.core.any():
         return Image.fromarray(out, "RGB")
-    ref8, new8 = _rgb(reference, size)[box], out[box]
-    m = np.asarray(mask)[box]
-    core, weight = product_core(m)
-    if not core.any():
-        return Image.fromarray(out, "RGB")
-    touched = weight > 0  # the product and its ring: the only pixels restore writes (and converts)
+    core, touched, new8 = p.core, p.touched, out[p.box]
     if relight == "none":
-        product = ref8[touched].astype(np.float32)
+        product = p.ref8[touched].astype(np.float32)
     else:
         change = np.zeros(core.shape + (3,), np.float32)
-        change[core] = srgb_to_lab(new8[core]) - srgb_to_lab(ref8[core])
+        change[core] = srgb_to_lab(new8[core]) - p.ref_lab_core
         # Normalised convolution over the core: neither the scene nor the edge ring (where a model blends
         # the product's outline into the scene) may bleed into the product's light.
-        inside = core.astype(np.float32)
-        change = smooth(change, sigma) / np.maximum(smooth(inside, sigma), 1e-4)[..., None]
-        ref_lab = srgb_to_lab(ref8[touched])
-        lit = ref_lab + change[touched]
+        change = smooth(change, p.sigma) / p.core_norm
+        lit = p.ref_lab + change[touched]
         if limit is not None:
-            lit = limit_change(ref_lab, lit, limit)
+            lit = limit_change(p.ref_lab, lit, limit)
         product = lab_to_srgb(lit)
-    w = weight[touched][:, None]
+    w = p.weight[touched][:, None]
     blended = new8[touched] * (1 - w) + product * w
-    out[box][touched] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out[p.box][touched] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return Image.fromarray(out, "RGB")
 
 
@@ -280,10 +226,11 @@ def keep_product(
     on_retry: Callable[[str], None] | None = None,
 ) -> Refined:
     """Refine (``run(seed)``), restore the product, measure; retry once with seed + 1 when the rule fails."""
+    placed = Placed(reference, mask)  # box, core and the reference's Lab: once for every attempt
     tried: list[tuple[Image.Image, Fidelity | None, int]] = []
     for attempt_seed in (seed, seed + 1):
-        image = restore(run(attempt_seed), reference, mask, relight)
-        fid = measure(reference, image, mask)
+        image = _restore(placed, run(attempt_seed), relight)
+        fid = _measure(placed, image)
         tried.append((image, fid, attempt_seed))
         if relight == "full" or fid is None or fid.delta_e_mean <= MAX_DELTA_E:
             return Refined(image, fid, attempt_seed, len(tried))
@@ -291,8 +238,8 @@ def keep_product(
             on_retry(f"product colours moved by {fid.delta_e_mean:.1f} ΔE00: retry with seed {seed + 1}")
     # Both attempts moved the product too far: keep the closer one, its relighting limited.
     image, fid, kept_seed = min(tried, key=lambda t: t[1].delta_e_mean if t[1] else 0.0)
-    limited = restore(image, reference, mask, relight, limit=SUBTLE_BUDGET)
-    final = measure(reference, limited, mask)
+    limited = _restore(placed, image, relight, limit=SUBTLE_BUDGET)
+    final = _measure(placed, limited)
     moved = " and ".join(f"{t[1].delta_e_mean:.1f}" for t in tried if t[1] is not None)
     warning = (
         f"The refinement changed the product's colours too much with relight {relight!r} (mean CIEDE2000 {moved}, "
