@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from mcp_server.brand_tools import register_brand_routes
 from mcp_server.openapi import ApiError, HttpMethod, RouteSpec, build_document, spec_for
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
@@ -207,6 +208,7 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         """Live CPU/RAM/GPU metrics, backend, input and output folders, model cache"""
         return _dump(manager.resources())
 
+    register_brand_routes(api, manager)  # POST/GET /brand-kits, DELETE /brand-kits/{name}
     return api
 
 

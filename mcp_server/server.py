@@ -15,6 +15,7 @@ from mcp.server.mcpserver.exceptions import (
 from mcp_types import CallToolResult, InputRequiredResult, Resource, Tool
 from pydantic import AnyUrl, ValidationError
 
+from mcp_server.brand_tools import register_brand_tools
 from mcp_server.delivery import Delivery, Transport, recent_resources, sniff_mime
 from mcp_server.http import register_routes
 from mcp_server.schema_compact import compact_schema
@@ -92,5 +93,6 @@ def build_server(manager: JobManager, transport: Transport = "stdio") -> MCPServ
     """``transport`` is how clients will reach this server: over HTTP, large files go by download URL."""
     server = AdgenServer(manager, transport, name="adgen", instructions=INSTRUCTIONS, version="0.1.0")
     register_tools(server, manager, transport)
+    register_brand_tools(server, manager)
     register_routes(server, manager)
     return server

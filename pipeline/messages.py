@@ -115,6 +115,7 @@ class JobReport:
     output_file: str | None = None  # the delivered ad in the output folder (absolute path)
     product_fidelity: dict[str, float] | None = None  # delta_e_mean, ssim in the product's core (refine stage)
     provenance: dict[str, Any] | None = None  # what the delivered files' metadata says made them
+    contrast_ratio: float | None = None  # the copy's lowest WCAG contrast on the rendered ad
 
 
 @dataclass(frozen=True)

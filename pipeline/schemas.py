@@ -171,6 +171,11 @@ class GenerateRequest(BaseModel):
         "png", description="Addition: file format of the ad written to the server's output folder.")
     quality: Annotated[int, Field(ge=1, le=100)] = Field(
         92, description="Addition: JPEG/WebP quality of the delivered file (PNG is lossless).")
+    brand_kit: str | None = Field(
+        None, max_length=40, description="Addition: name of a saved brand kit (save_brand_kit, list_brand_kits): its "
+        "colours, fonts (before font_family, which becomes the fallback), logo and tone words are applied. An "
+        "explicit text_color still wins over the kit's text colour.",
+    )
 
     @field_validator("text_content")
     @classmethod
@@ -311,6 +316,10 @@ class StatusResponse(BaseModel):
     download_url: str | None = Field(None, description="Addition: HTTP path of the delivered file on this server "
                                      "(HTTP transports; token-protected like every route).")
     parent_job_id: str | None = Field(None, description="Addition: the job this one was derived from.")
+    contrast_ratio: float | None = Field(
+        None, description="Addition: the copy's lowest WCAG contrast ratio (1-21) against the pixels actually behind "
+        "it, measured on the rendered ad; below 4.5 (3 for large text) a warning says so. null without copy.",
+    )
     designer: str | None = Field(None, description="Addition: who designed the text layer "
                                  "(mcp_sampling, anthropic or template).")
     design_note: str | None = Field(None, description="Addition: why the template was used, or what was removed.")
@@ -340,6 +349,152 @@ class FontInfo(BaseModel):
 
 class FontList(BaseModel):
     fonts: list[FontInfo]
+
+
+# ---- brand kits ------------------------------------------------------------------------------
+BRAND_KIT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+MAX_FONT_BYTES = 10 * 1024 * 1024  # an uploaded font file
+MAX_LOGO_BYTES = 5 * 1024 * 1024  # an uploaded logo file (PNG or SVG)
+LogoCorner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
+def check_brand_kit_name(value: str) -> str:
+    if not BRAND_KIT_NAME.match(value):
+        raise ValueError("name must be 1-40 lowercase letters, digits and hyphens, starting and ending with a "
+                         "letter or digit (e.g. 'acme-summer')")
+    return value
+
+
+def opaque_hex(value: str, field: str) -> str:
+    """A plain, opaque CSS colour as #rrggbb (kits need one colour to measure contrast with)."""
+    from PIL import ImageColor  # light; kept out of import time of every schema user
+
+    try:
+        v = validate_color(value)
+    except ValueError:
+        raise ValueError(f"{field} must be a CSS colour (#RRGGBB, rgb(), hsl() or a colour name)") from None
+    if "gradient(" in v or v.lower() in ("transparent", "currentcolor"):
+        raise ValueError(f"{field} must be one plain colour (#RRGGBB, rgb(), hsl() or a name), not a gradient")
+    try:
+        rgb = ImageColor.getrgb(v)
+    except ValueError:
+        raise ValueError(f"{field}: {v[:40]!r} is not a colour this server can read; use #RRGGBB") from None
+    if len(rgb) == 4 and rgb[3] != 255:
+        raise ValueError(f"{field} must be opaque (no alpha)")
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+class BrandColors(BaseModel):
+    """A kit's colours, stored as #rrggbb."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary: str = Field(max_length=100, description="Main brand colour: the call-to-action button.")
+    secondary: str = Field(max_length=100, description="Second colour: the badge.")
+    text: str = Field(max_length=100, description="Colour of the copy.")
+    background: str = Field(max_length=100, description="Colour of the panel behind the copy when the picture "
+                            "needs one for contrast.")
+
+    @field_validator("primary", "secondary", "text", "background")
+    @classmethod
+    def _colour(cls, v: str, info: Any) -> str:
+        return opaque_hex(v, f"colors.{info.field_name}")
+
+
+class FontUpload(BaseModel):
+    """A font file sent with the kit (stored on the server, validated with fontTools)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(max_length=MAX_FONT_BYTES * 4 // 3 + 200, description="The font file as base64 (TTF, OTF or "
+                      "WOFF2; 10 MiB at most).")
+
+
+class BrandFontsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    headline: str | FontUpload = Field(
+        "NanumSquare", description="A list_fonts id or family, or {data: base64 TTF/OTF/WOFF2} to upload one.")
+    body: str | FontUpload | None = Field(
+        None, description="Font of the subline, price, badge and button; same forms; null = the headline's.")
+
+    @field_validator("headline", "body")
+    @classmethod
+    def _name(cls, v: str | FontUpload | None, info: Any) -> str | FontUpload | None:
+        if isinstance(v, str):
+            parse_font_family(v)
+            if "," in v:
+                raise ValueError(f"fonts.{info.field_name}: one font, not a list")
+        return v
+
+
+class BrandKitInput(BaseModel):
+    """What save_brand_kit takes (saving a name again replaces that kit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=40, description="1-40 lowercase letters, digits and hyphens, e.g. 'acme-summer'.")
+    colors: BrandColors
+    fonts: BrandFontsInput = Field(default_factory=lambda: BrandFontsInput(headline="NanumSquare", body=None))
+    logo: str | None = Field(
+        None, max_length=MAX_LOGO_BYTES * 4 // 3 + 200,
+        description="PNG or SVG logo: base64 (a data: prefix is accepted) or a path inside the server's input "
+        "folders. SVG must be self-contained (no scripts, no external references) and is rasterised on the server.",
+    )
+    logo_corner: LogoCorner = Field("top-right", description="Corner of the ad the logo goes in (inside the "
+                                    "placement's safe zone, never over the product or the copy).")
+    tone: list[Annotated[str, Field(min_length=1, max_length=30)]] = Field(
+        default_factory=list, max_length=8, description="Tone words for the designer, e.g. ['playful', 'premium'].")
+
+    @field_validator("name")
+    @classmethod
+    def _kit_name(cls, v: str) -> str:
+        return check_brand_kit_name(v)
+
+    @field_validator("tone")
+    @classmethod
+    def _tone(cls, v: list[str]) -> list[str]:
+        for word in v:
+            _reject_control_chars(word, "tone", allow_newlines=False)
+            if not re.fullmatch(r"[\w' -]+", word):
+                raise ValueError(f"tone: {word[:30]!r} must be plain words (letters, digits, spaces, hyphens)")
+        return [w.strip() for w in v if w.strip()]
+
+
+class BrandFont(BaseModel):
+    family: str = Field(description="The CSS family the renderer uses.")
+    source: Literal["catalog", "upload"]
+    file: str | None = Field(None, description="Uploaded: the stored file's name in the kit.")
+    original_family: str | None = Field(None, description="Uploaded: the family name inside the file.")
+
+
+class BrandLogo(BaseModel):
+    file: str = "logo.png"
+    width: int
+    height: int
+    source: Literal["png", "svg"]
+
+
+class BrandKit(BaseModel):
+    """A saved brand kit, as list_brand_kits shows it."""
+
+    name: str
+    colors: BrandColors
+    fonts: dict[str, BrandFont] = Field(description="headline and body.")
+    logo: BrandLogo | None = None
+    logo_corner: LogoCorner = "top-right"
+    tone: list[str] = Field(default_factory=list)
+    updated_at: float = 0.0
+
+
+class BrandKitList(BaseModel):
+    kits: list[BrandKit]
+
+
+class BrandKitDeleted(BaseModel):
+    name: str
+    deleted: bool
+    message: str
 
 
 class HealthResponse(BaseModel):

@@ -16,7 +16,8 @@ from tests.conftest import png_b64
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"generate_ad", "get_status", "stop_job", "list_fonts", "get_resources"}
+TOOLS = {"generate_ad", "get_status", "stop_job", "list_fonts", "get_resources",
+         "save_brand_kit", "list_brand_kits", "delete_brand_kit"}
 
 
 async def _call(client: Client, name: str, args: dict, progress: list | None = None):

@@ -20,6 +20,7 @@ from PIL import Image
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
 from pipeline.images import InputError, load_image, save_png
+from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.sources import FetchPolicy, read_source
 from pipeline.jobs.store import JobStore
 from pipeline.schemas import GenerateRequest, image_reference
@@ -52,6 +53,7 @@ class Intake:
         self.settings = settings
         self.store = store
         self.fonts = fonts
+        self.brand_kits: BrandKitStore | None = None  # set by the manager
         self.policy = FetchPolicy(allow_private=settings.allow_private_urls, max_bytes=settings.max_image_bytes,
                                   timeout_s=settings.fetch_timeout_s)
 
@@ -65,7 +67,11 @@ class Intake:
     def check(self, req: GenerateRequest) -> tuple[GenerateRequest, CheckedInputs]:
         """Fonts and images checked in one trip to a thread: the request as accepted and its decoded images."""
         req = self.check_fonts(req)
-        return req, self.read_inputs(req)
+        # A brand kit's files are copied into the job (checked against the copy first): later edits never reach it.
+        kit_files = self.brand_kits.job_files(req) if req.brand_kit and self.brand_kits is not None else {}
+        checked = self.read_inputs(req)
+        checked.files.update(kit_files)
+        return req, checked
 
     def check_fonts(self, req: GenerateRequest) -> GenerateRequest:
         """font_family normalised to known families, and every character of the copy drawable."""

@@ -23,6 +23,7 @@ from pipeline import registry
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
 from pipeline.jobs.book import JobBook, JobNotFound
+from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.designers import LLMDesigners, Sampler
 from pipeline.jobs.health import (
     StartupError,
@@ -82,6 +83,7 @@ class JobManager:
         self.stats = StageStats(settings.stats_path)
         self.fonts = FontCatalog(settings.fonts_dir)
         self.intake = Intake(settings, self.store, self.fonts)
+        self.brand_kits = self.intake.brand_kits = BrandKitStore(settings.data_dir / "brand_kits", self.fonts, settings)
         self.book = JobBook(settings, self.store)
         self.jobs = self.book.jobs  # read by tests and the load harness
         self.queue = JobQueue()

@@ -66,6 +66,7 @@ def build_status(
         warnings=[*job.warnings, *job.report.warnings], cutout_confidence=job.report.cutout_confidence,
         output_file=job.report.output_file,
         product_fidelity=job.report.product_fidelity, provenance=job.report.provenance,
+        contrast_ratio=job.report.contrast_ratio,
         download_url=f"/jobs/{job.id}/download" if job.report.output_file else None,
         parent_job_id=job.parent_job_id,
         system_metrics=metrics, parameters=job.params, **links,

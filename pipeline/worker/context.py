@@ -16,7 +16,7 @@ from pipeline.worker.artifacts import ArtifactWriter
 from pipeline.worker.backends.base import Backend, StepCallback
 from pipeline.worker.layout import LayoutPlan
 from pipeline.worker.provenance import write_png
-from pipeline.worker.stages.design import Design
+from pipeline.worker.stages.design import Design, DesignSpec
 
 
 class JobStopped(Exception):
@@ -45,6 +45,8 @@ class JobContext:
     layout: LayoutPlan | None = None  # the product's and the copy's boxes (composite plans, design follows)
     font_css: str = ""
     template: Design | None = None
+    design_spec: DesignSpec | None = None  # the template's spec, brand kit and contrast choices applied
+    contrast_ratio: float | None = None  # lowest WCAG ratio of the copy on the rendered ad (stages/contrast.py)
     design: Design | None = None
     text: Image.Image | None = None
     final: Image.Image | None = None
@@ -99,4 +101,5 @@ class JobContext:
             text_region=t.region if t else None, font_px=t.font_px if t else None,
             warnings=tuple(dict.fromkeys(self.warnings)), cutout_confidence=self.cutout_confidence,
             output_file=self.output_file, product_fidelity=self.product_fidelity, provenance=self.provenance,
+            contrast_ratio=self.contrast_ratio,
         )

@@ -20,6 +20,7 @@ from pipeline import registry
 from pipeline.cssvalues import css_font_stack, parse_font_family
 from pipeline.images import save_preview
 from pipeline.messages import DesignAnswer, DesignPrompt
+from pipeline.worker import branding
 from pipeline.worker.backends.base import SceneBackend
 from pipeline.worker.context import JobContext
 from pipeline.worker.deliver import deliver, output_name
@@ -181,11 +182,13 @@ def design(ctx: JobContext, svc: Services) -> None:
         width=ctx.width, height=ctx.height, subline=r.subline or "", price=r.price or "", badge=r.badge or "",
         cta=r.cta or "",
     )
-    ctx.font_css = font_face_css(parse_font_family(r.font_family), spec.parts.plain(), svc.fonts_dir)
+    ctx.font_css = font_face_css(branding.families(ctx, r.font_family), spec.parts.plain(), svc.fonts_dir) + \
+        branding.uploaded_font_css(ctx, spec)  # the request's fonts and a brand kit's (bundled or uploaded)
     if ctx.layout is None or ctx.layout.copy_box is None:  # step 2: no product placed by this job
         ctx.layout = plan_copy(spec, ctx.analysis, ctx.mask)
         ctx.warnings.extend(ctx.layout.warnings)
     ctx.layout = with_scenery(ctx.layout, ctx.step1)  # busy scenery under the copy: a panel
+    spec = branding.template_spec(ctx, spec)  # a brand kit's colours and fonts; a panel when contrast needs one
     ctx.template = design_template(spec, ctx.analysis, ctx.step1, ctx.mask, ctx.font_css, ctx.layout)
     ctx.design = _choose_design(ctx, svc, ctx.template)
     ctx.write_text("design.html", ctx.design.html)
@@ -193,7 +196,8 @@ def design(ctx: JobContext, svc: Services) -> None:
 
 def render(ctx: JobContext, svc: Services) -> None:
     ctx.on_step(0.1, f"{registry.RENDER.label} (chromium)")
-    ctx.text = _render_layer(ctx, svc)
+    # The copy's contrast measured on the rendered layer (a template design is redone on a panel when short).
+    ctx.text = branding.readable(ctx, svc.renderer, _render_layer(ctx, svc))
     ctx.save("text.png", ctx.text)
 
 
@@ -203,6 +207,7 @@ def final(ctx: JobContext, svc: Services) -> None:
     if ctx.text is not None:
         layer = ctx.text if ctx.text.size == base.size else ctx.text.resize(base.size, Image.Resampling.LANCZOS)
         base = Image.alpha_composite(base, layer)
+    base = branding.with_logo(ctx, base)  # a brand kit's logo in its corner, clear of the copy and the product
     ctx.final = base.convert("RGB")
     # Written once, saying what made it; deliver_final copies these bytes to the output folder.
     ctx.provenance = job_provenance(ctx)
@@ -252,8 +257,9 @@ def _choose_design(ctx: JobContext, svc: Services, template: Design) -> Design:
         return template
     prompt = build_prompt(
         text=r.text_content or "", style=r.html_style_prompt, parts=copy_parts(r),
-        font_stack=css_font_stack(parse_font_family(r.font_family), copy_parts(r).plain(), svc.fonts_dir),
-        weight=r.font_weight, color=r.text_color,
+        font_stack=css_font_stack(parse_font_family(branding.headline_family(ctx)), copy_parts(r).plain(),
+                                  svc.fonts_dir),
+        weight=r.font_weight, color=branding.text_color(ctx), brand=branding.prompt_lines(ctx),
         size_px=template.font_px, position=r.text_position, copy_box=_copy_box(ctx), width=ctx.width,
         height=ctx.height, analysis=ctx.analysis, product_bbox=ctx.product_bbox(),
     )
@@ -296,6 +302,9 @@ def _usable(ctx: JobContext, source: str, text: str, template: Design, notes: li
                if part and not contains_copy(clean.text, plain_copy(part))]
     if missing:
         notes.append(f"{source} answer did not contain the ad copy ({', '.join(missing)})")
+        return None
+    if why := branding.llm_violation(ctx, f"{clean.css} {clean.body}"):  # a brand kit's colour and font
+        notes.append(f"{source} answer {why}")
         return None
     ctx.design_removed = tuple(clean.removed)
     ctx.designer, ctx.design_note = source, "; ".join(notes)

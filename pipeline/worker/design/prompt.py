@@ -20,7 +20,7 @@ Answer with the HTML document only."""
 def build_prompt(
     *, text: str, style: str, font_stack: str, weight: str, color: str | None, size_px: int, position: str,
     copy_box: tuple[int, int, int, int], width: int, height: int, analysis: dict[str, Any] | None,
-    product_bbox: list[int] | None, parts: CopyParts | None = None,
+    product_bbox: list[int] | None, parts: CopyParts | None = None, brand: list[str] | None = None,
 ) -> DesignPrompt:
     x, y, w, h = copy_box  # the layout plan's box for the copy: clear of the product, inside the margins
     if analysis:
@@ -53,6 +53,7 @@ def build_prompt(
         f"- Place every letter of the copy inside the box x {x}-{x + w}px, y {y}-{y + h}px "
         f"({position} requested); centre it there.",
         avoid,
+        *(["", *brand] if brand else []),  # a brand kit, as structured input (pipeline/worker/design/brand.py)
     ])
     return DesignPrompt(system=SYSTEM_PROMPT, user=user)
 

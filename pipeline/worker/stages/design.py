@@ -58,6 +58,11 @@ class DesignSpec:
     price: str = ""
     badge: str = ""
     cta: str = ""
+    # A brand kit's choices and the contrast check's (pipeline/worker/design/brand.py); None = the template's own.
+    body_font_family: str | None = None  # subline, price, badge and button
+    accent_fill: tuple[str, str] | None = None  # the button's fill and lettering
+    badge_fill: tuple[str, str] | None = None
+    panel_fill: str | None = None  # a panel in this colour behind the copy, whatever the scenery
 
     @property
     def parts(self) -> CopyParts:
@@ -166,10 +171,10 @@ def _line_breaking(lang: str) -> str:
     return rule + "; overflow-wrap: anywhere"
 
 
-def _panel(color: str) -> str:
-    """A translucent panel behind the copy, light behind dark copy and dark behind the rest."""
+def _panel(color: str, fill: str | None = None) -> str:
+    """A translucent panel behind the copy, light behind dark copy and dark behind the rest (or ``fill``)."""
     lum = _hex_luminance(color)
-    fill = "rgba(255,255,255,.78)" if lum is not None and lum < 0.4 else "rgba(12,12,14,.58)"
+    fill = fill or ("rgba(255,255,255,.78)" if lum is not None and lum < 0.4 else "rgba(12,12,14,.58)")
     return f"background: {fill}; border-radius: .28em; box-shadow: 0 .1em .5em rgba(0,0,0,.18)"
 
 
@@ -198,7 +203,7 @@ def _accent(color: str) -> tuple[str, str]:
 
 def _effects(style: str, color: str, gradient: bool) -> list[str]:
     s = style.lower()
-    dark_text = color == "#1d1d1f"
+    dark_text = (_hex_luminance(color) or 1.0) < 0.4  # a dark copy gets a light halo (a dark one would blur it)
     shadow_rgb = "255,255,255" if dark_text else "0,0,0"
     rules: list[str] = []
     if any(k in s for k in ("neon", "glow", "네온")):
@@ -239,12 +244,16 @@ def design_template(
         if gradient else f"color: {color}"
     )
     rules = ";\n  ".join([paint, *_effects(spec.style_prompt, color, gradient)])
-    panel = f" {_panel(color)};" if plan.panel else ""
+    panel = f" {_panel(color, spec.panel_fill)};" if plan.panel or spec.panel_fill else ""
     parts = spec.parts
     text = parts.plain()  # every part's text: the font stack and dir/lang cover all of them
     body = f'<div class="copy">{render_markup(parts.headline)}</div>' + _secondary(parts)
     z = PartSizes.of(font_px, min_font_px((spec.width, spec.height)))
-    accent = _accent(color)
+    accent = spec.accent_fill or _accent(color)
+    badge = spec.badge_fill or ("#e8453c", "#ffffff")
+    halo = "rgba(255,255,255,.35)" if (_hex_luminance(color) or 1.0) < 0.4 else "rgba(0,0,0,.35)"
+    body_stack = css_font_stack(parse_font_family(spec.body_font_family), text) if spec.body_font_family else ""
+    body_font = f".sub, .row, .cta {{ font-family: {body_stack}; }}" if body_stack else ""
     doc = f"""<!doctype html>
 <html lang="{plan.lang}"><head><meta charset="utf-8"><style>
 {font_css}
@@ -254,15 +263,16 @@ body {{ box-sizing: border-box; display: flex; align-items: center; justify-cont
 .band {{ box-sizing: border-box; max-width: min(100%, {plan.measure_px}px); padding: {pad_y}px {pad_x}px;{panel} }}
 .block {{ text-align: center; line-height: {LINE_HEIGHT}; {_line_breaking(plan.lang)};
   font-family: {css_font_stack(parse_font_family(spec.font_family), text)}; font-weight: {spec.font_weight}; }}
+{body_font}
 .copy {{ text-wrap: balance; font-size: {font_px}px; {rules}; }}
 .sub {{ margin-top: {round(SUB_GAP * font_px)}px; font-size: {z.subline}px; font-weight: 400; text-wrap: balance;
-  {paint}; filter: drop-shadow(0 2px 5px rgba(0,0,0,.35)); }}
+  {paint}; filter: drop-shadow(0 2px 5px {halo}); }}
 .row {{ margin-top: {round(ROW_GAP * font_px)}px; display: flex; flex-wrap: wrap; justify-content: center;
   align-items: center; gap: 0 {round(ROW_SPACE * z.price)}px; }}
 .price {{ font-size: {z.price}px; font-weight: 800; max-width: 100%; {paint};
-  filter: drop-shadow(0 2px 6px rgba(0,0,0,.35)); }}
+  filter: drop-shadow(0 2px 6px {halo}); }}
 .badge {{ font-size: {z.badge}px; max-width: 100%; box-sizing: border-box; padding: {round(PILL_Y * z.badge)}px
-  {round(PILL_X * z.badge)}px; border-radius: {round(z.badge * 0.5)}px; background: #e8453c; color: #ffffff; }}
+  {round(PILL_X * z.badge)}px; border-radius: {round(z.badge * 0.5)}px; background: {badge[0]}; color: {badge[1]}; }}
 .cta {{ margin-top: {round(CTA_GAP * font_px)}px; }}
 .button {{ display: inline-block; box-sizing: border-box; max-width: 100%; font-size: {z.cta}px;
   padding: {round(BUTTON_Y * z.cta)}px {round(BUTTON_X * z.cta)}px; border-radius: {round(z.cta * 1.2)}px;
