@@ -104,7 +104,12 @@ def _status_text(manager: JobManager, st: StatusResponse, where: Delivery, previ
         limit = (f"; over HTTP only files up to {mb(MAX_INLINE_BYTES)}, larger ones from the download URL"
                  if where.http else "")
         lines.append(f"Full-size PNG as an MCP resource: {st.final_result} (resources/read{limit})."
-                     + (" A small preview is attached." if preview else ""))
+                     + (" A small preview is attached." if preview and len(st.results) < 2 else ""))
+        if len(st.results) > 1:
+            lines.append(f"{len(st.results)} results (placement, variant, size, seed):" + (
+                " the attached preview is a contact sheet of them all." if preview else ""))
+            lines += [f"- {r.placement} v{r.variant} {r.width}x{r.height} seed {r.seed}: {r.uri}"
+                      + (f" (saved at {r.path})" if r.path else "") for r in st.results]
     else:
         lines.append(f"Reason: {st.error or st.message}")
     lines += [f"Note: {w}" for w in st.warnings]
@@ -114,6 +119,18 @@ def _status_text(manager: JobManager, st: StatusResponse, where: Delivery, previ
 # An ImageContent's JSON without its data, plus the comma that joins it to the content list.
 _IMAGE_ENVELOPE = len(ImageContent(data="", mime_type="image/jpeg").model_dump_json(by_alias=True,
                                                                                     exclude_none=True)) + 1
+
+
+def _result_links(st: StatusResponse, where: Delivery) -> list[ResourceLink]:
+    """Every placement and variant after the first (which is final_result, linked already)."""
+    out = []
+    for item in st.results[1:] if len(st.results) > 1 else []:
+        name = item.uri.rsplit("/", 1)[-1]
+        url = where.url(f"/jobs/{st.job_id}/{name}")
+        out.append(ResourceLink(uri=item.uri, name=name, mime_type="image/png",
+                                description=f"{item.placement} v{item.variant}, {item.width}x{item.height}"
+                                + (f"; also at {url} (HTTP GET, same token)." if url else ".")))
+    return out
 
 
 def status_result(
@@ -143,6 +160,7 @@ def status_result(
             url = where.url(f"/jobs/{st.job_id}/{name}")
             content.append(ResourceLink(uri=uri, name=name, mime_type="image/png",
                                         description=f"Also at {url} (HTTP GET, same token)." if url else None))
+    content += _result_links(st, where)
     delivered = manager.output_file(st.job_id)
     if delivered is not None:
         content.append(ResourceLink(
@@ -168,8 +186,9 @@ async def read_artifact(manager: JobManager, job_id: str, artifact: str, where: 
     else:
         path = manager.artifact(job_id, artifact)
     if path is None:
-        raise ResourceError(f"artifact: no such file for this job; one of {DOWNLOAD}, {', '.join(ARTIFACTS)} "
-                            "once the job has made it")
+        names = ", ".join(a for a in ARTIFACTS if not a.startswith("result-"))
+        raise ResourceError(f"artifact: no such file for this job; one of {DOWNLOAD}, {names}, "
+                            "result-<placement>-v<n>.png (see results in the status) once the job has made it")
     size = path.stat().st_size
     if where.http and size > MAX_INLINE_BYTES:
         url = where.url(f"/jobs/{job_id}/{artifact}")

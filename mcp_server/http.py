@@ -26,6 +26,7 @@ from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
 from pipeline.schemas import (
+    EditRequest,
     FontInfo,
     GenerateRequest,
     HealthResponse,
@@ -94,19 +95,38 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         503: "the queue is full; retry after the Retry-After header's seconds"})
     async def generate(request: Request) -> Response:
         """Start an ad generation job (non-blocking); follow it with GET /status/{job_id}"""
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
+        data = await _json_body(request)
+        if isinstance(data, Response):
+            return data
         try:
-            data = json.loads(body)
             req = GenerateRequest.model_validate(data)
-        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
-            detail = describe_validation(exc) if isinstance(exc, ValidationError) else "body is not valid JSON"
+        except (ValidationError, RecursionError) as exc:
+            detail = describe_validation(exc) if isinstance(exc, ValidationError) else "body is too deeply nested"
             return _error(422, detail)
         try:
             accepted = await manager.submit(req)
+        except InputError as exc:
+            return _error(422, str(exc))
+        except QueueFull as exc:
+            return _error(503, str(exc), {"Retry-After": str(int(exc.retry_after) + 1)})
+        return _dump(accepted)
+
+    @api.post("/edit", request=EditRequest, response=JobAccepted, responses={
+        404: "no such job", 413: f"request body over {MAX_BODY // 2**20} MiB",
+        422: "a field is invalid, or the job cannot be edited (the reason says why)",
+        503: "the queue is full; retry after the Retry-After header's seconds"})
+    async def edit(request: Request) -> Response:
+        """Change a completed ad: only the fields given change (same rules as the edit_ad tool)"""
+        data = await _json_body(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            req = EditRequest.model_validate(data)
+            accepted = await manager.edit(req.job_id, req.model_dump(exclude_unset=True, exclude={"job_id"}))
+        except ValidationError as exc:
+            return _error(422, describe_validation(exc))
+        except JobNotFound as exc:
+            return _error(404, str(exc))
         except InputError as exc:
             return _error(422, str(exc))
         except QueueFull as exc:
@@ -210,6 +230,19 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
 
     register_brand_routes(api, manager)  # POST/GET /brand-kits, DELETE /brand-kits/{name}
     return api
+
+
+async def _json_body(request: Request) -> Any:
+    """The request's JSON, or the 413/422 answer for a body too large or not JSON."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        return _error(422, "body is not valid JSON")
 
 
 def _b64(path: Path) -> str:

@@ -19,6 +19,8 @@ from mcp_server.brand_tools import register_brand_tools
 from mcp_server.delivery import Delivery, Transport, recent_resources, sniff_mime
 from mcp_server.http import register_routes
 from mcp_server.schema_compact import compact_schema
+from mcp_server.studio import studio_extension
+from mcp_server.tasks import AdTasks
 from mcp_server.tools import register_tools
 from pipeline.jobs import JobManager
 from pipeline.schemas import describe_validation
@@ -91,7 +93,10 @@ class AdgenServer(MCPServer):
 
 def build_server(manager: JobManager, transport: Transport = "stdio") -> MCPServer:
     """``transport`` is how clients will reach this server: over HTTP, large files go by download URL."""
-    server = AdgenServer(manager, transport, name="adgen", instructions=INSTRUCTIONS, version="0.1.0")
+    # Extensions: the Studio app (MCP Apps) and tasks (SEP-2663); clients that negotiate neither see no change.
+    extensions = [studio_extension(manager, transport), AdTasks(manager, transport)]
+    server = AdgenServer(manager, transport, name="adgen", instructions=INSTRUCTIONS, version="0.1.0",
+                         extensions=extensions)
     register_tools(server, manager, transport)
     register_brand_tools(server, manager)
     register_routes(server, manager)

@@ -7,13 +7,14 @@ client's model to the designer.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from mcp_server.delivery import (
     MAX_INLINE_BYTES,
@@ -25,18 +26,29 @@ from mcp_server.delivery import (
     status_result,
 )
 from mcp_server.sampling import sampler_for
+from mcp_server.studio import ui_meta
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.jobs.designers import Sampler
 from pipeline.schemas import (
     TERMINAL_STATES,
+    EditRequest,
     FontList,
     GenerateRequest,
+    JobAccepted,
     ResourcesResponse,
     StatusResponse,
     StopResponse,
     describe_validation,
 )
+
+UI_TOOLS = frozenset({"generate_ad", "edit_ad", "get_status"})  # their results open the Studio app in Apps hosts
+
+
+def tool_meta(name: str) -> dict[str, Any] | None:
+    """The _meta a tool declares: the Studio's UI resource for the job tools (hosts without Apps ignore it)."""
+    return ui_meta() if name in UI_TOOLS else None
+
 
 __all__ = ["Delivery", "Transport", "follow_job", "register_tools"]
 
@@ -77,10 +89,10 @@ async def follow_job(
             manager.detach_sampler(job_id, sampler)
 
 
-def _request_signature() -> inspect.Signature:
-    """generate_ad's parameters are GenerateRequest's fields (one schema, no drift) + wait_seconds."""
+def _model_signature(model: type[BaseModel]) -> inspect.Signature:
+    """A tool's parameters as a model's fields (one schema, no drift) + wait_seconds."""
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-    for name, info in GenerateRequest.model_fields.items():
+    for name, info in model.model_fields.items():
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[info.annotation, info],
                               default=info.default)
@@ -94,6 +106,13 @@ def _request_signature() -> inspect.Signature:
         )
     )
     return inspect.Signature(params, return_annotation=Annotated[CallToolResult, StatusResponse])
+
+
+def _with_signature(func: Callable[..., Any], model: type[BaseModel]) -> Callable[..., Any]:
+    sig = _model_signature(model)
+    func.__signature__ = sig  # type: ignore[attr-defined]
+    func.__annotations__ = {n: p.annotation for n, p in sig.parameters.items()} | {"return": sig.return_annotation}
+    return func
 
 
 GENERATE_DESCRIPTION = """Create an advertising image from a product photo and a line of ad copy.
@@ -114,48 +133,67 @@ The CPU draft backend takes seconds; real diffusion models take minutes.
 To re-do only the text on an earlier result, call again with start_step=2 and parent_job_id."""
 
 
-def _register_generate(server: MCPServer, manager: JobManager, transport: Transport) -> None:
-    async def generate_ad(**kwargs: Any) -> CallToolResult:
-        ctx: Context = kwargs.pop("ctx")
-        wait_s = float(kwargs.pop("wait_seconds", DEFAULT_WAIT_S))
-        unknown = sorted(set(_raw_arguments(ctx)) - set(GenerateRequest.model_fields) - {"wait_seconds"})
-        if unknown:  # the SDK drops them silently; an agent should learn its mistake instead
-            plural = "s" if len(unknown) > 1 else ""
-            raise ToolError(f"{', '.join(unknown)[:200]}: unknown argument{plural}, not accepted "
-                            "(see the input schema)")
-        try:
-            req = GenerateRequest(**kwargs)
-        except ValidationError as exc:
-            raise ToolError(describe_validation(exc)) from None
+async def start_job(manager: JobManager, tool: str, args: dict[str, Any], sampler: Sampler | None) -> JobAccepted:
+    """Check a generate_ad or edit_ad call's arguments and start its job; ToolError with one line if they are bad.
+
+    Shared by the tools (which then follow the job) and the tasks extension (which answers with a task)."""
+    model: type[BaseModel] = GenerateRequest if tool == "generate_ad" else EditRequest
+    unknown = sorted(set(args) - set(model.model_fields) - {"wait_seconds"})
+    if unknown:  # the SDK drops them silently; an agent should learn its mistake instead
+        plural = "s" if len(unknown) > 1 else ""
+        raise ToolError(f"{', '.join(unknown)[:200]}: unknown argument{plural}, not accepted (see the input schema)")
+    fields = {k: v for k, v in args.items() if k != "wait_seconds"}
+    try:
+        if tool == "generate_ad":
+            return await manager.submit(GenerateRequest(**fields), sampler=sampler)
+        req = EditRequest(**fields)
+        return await manager.edit(req.job_id, req.model_dump(exclude_unset=True, exclude={"job_id"}), sampler=sampler)
+    except ValidationError as exc:  # of the request, or of the edited job's request with the changes
+        raise ToolError(describe_validation(exc)) from None
+    except (InputError, QueueFull, JobNotFound) as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _register_job_tool(
+    server: MCPServer, manager: JobManager, transport: Transport, name: str, model: type[BaseModel],
+    description: str, title: str,
+) -> None:
+    async def run(**kwargs: Any) -> CallToolResult:
+        ctx: Context = kwargs["ctx"]
         sampler = sampler_for(ctx)  # registered before the job can reach its design stage
-        try:
-            accepted = await manager.submit(req, sampler=sampler)
-        except (InputError, QueueFull) as exc:
-            raise ToolError(str(exc)) from None
+        accepted = await start_job(manager, name, _raw_arguments(ctx), sampler)
+        wait_s = float(kwargs.get("wait_seconds", DEFAULT_WAIT_S))
         st = await follow_job(manager, ctx, accepted.job_id, wait_s, sampler)
         return status_result(manager, st, with_preview=True, where=delivery_for(transport, ctx))
 
-    sig = _request_signature()
-    generate_ad.__signature__ = sig  # type: ignore[attr-defined]
-    generate_ad.__annotations__ = {n: p.annotation for n, p in sig.parameters.items()} | {
-        "return": sig.return_annotation
-    }
+    run.__name__ = name
     server.tool(
-        name="generate_ad", description=GENERATE_DESCRIPTION,
-        annotations=ToolAnnotations(title="Generate an ad image", read_only_hint=False, open_world_hint=False),
-    )(generate_ad)
+        name=name, description=description, meta=tool_meta(name),
+        annotations=ToolAnnotations(title=title, read_only_hint=False, open_world_hint=False),
+    )(_with_signature(run, model))
+
+
+EDIT_DESCRIPTION = """Change a completed ad: give its job_id and only the fields to change (the rest stay the
+job's own). Copy (text_content, subline, cta, badge, price), style, font, colour, size of the
+type, or a text_position the product leaves free redo only the text layer on the same scene
+(identical pixels, about a second on the draft backend). A new width/height, scene prompt, seed
+or cut-out, or a position where the product stands, generates step 1 again (same seed unless
+seed is given). The answer is the new job's status (like generate_ad's); its parent_job_id is
+the edited job and edit_note says what was redone. text_content "" removes the copy."""
 
 
 def register_tools(server: MCPServer, manager: JobManager, transport: Transport = "stdio") -> None:
     """Register the tools and the job-file resources; ``transport`` decides how files are offered."""
-    _register_generate(server, manager, transport)
+    _register_job_tool(server, manager, transport, "generate_ad", GenerateRequest, GENERATE_DESCRIPTION,
+                       "Generate an ad image")
+    _register_job_tool(server, manager, transport, "edit_ad", EditRequest, EDIT_DESCRIPTION, "Edit an ad")
 
     @server.tool(
         description="Status of a job from generate_ad: progress %, current stage, ETA in seconds, system "
         "metrics, and once finished where the ad was saved (output_file; download_url over HTTP), the image "
         "URIs (adgen://jobs/<id>/final.png) and a small preview. Poll every few seconds while status is "
         "pending or running.",
-        annotations=ToolAnnotations(title="Get job status", read_only_hint=True),
+        annotations=ToolAnnotations(title="Get job status", read_only_hint=True), meta=tool_meta("get_status"),
     )
     async def get_status(
         job_id: Annotated[str, Field(max_length=64, description="The job_id returned by generate_ad.")],

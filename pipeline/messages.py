@@ -116,6 +116,9 @@ class JobReport:
     product_fidelity: dict[str, float] | None = None  # delta_e_mean, ssim in the product's core (refine stage)
     provenance: dict[str, Any] | None = None  # what the delivered files' metadata says made them
     contrast_ratio: float | None = None  # the copy's lowest WCAG contrast on the rendered ad
+    # Every image of a placements/variants job (pipeline/units.py), first = final.png: placement, variant, width,
+    # height, seed, artifact (the name it is served under) and path (its copy in the output folder, or None).
+    results: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

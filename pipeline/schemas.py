@@ -6,13 +6,15 @@ written against it keep working; additions are marked as such in their descripti
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from pipeline.cssvalues import parse_font_family, validate_color
+from pipeline.placements import PlacementName
 
 JobState = Literal["pending", "running", "completed", "failed", "stopped"]
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
@@ -21,6 +23,9 @@ TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
 MAX_B64_CHARS = 36_000_000
 MAX_COPY_CHARS = 300
 MAX_PROMPT_CHARS = 2000
+DEFAULT_SIZE = 1024  # width and height when neither is given
+MAX_VARIANTS = 8
+MAX_RESULTS = 16  # placements x variants: one job's images, each a full step 2 (and step 1 refine)
 
 FontWeight = Literal[
     "normal", "bold", "lighter", "bolder", "100", "200", "300", "400", "500", "600", "700", "800", "900"
@@ -78,7 +83,8 @@ class GenerateRequest(BaseModel):
     )
     parent_job_id: str | None = Field(
         None, pattern=r"^[0-9a-f]{32}$",
-        description="Addition: a previous job. With start_step 2 its step 1 image is used (no step1_image needed).",
+        description="Addition: a previous job. With start_step 2 its step 1 image is used (no step1_image needed); "
+        "with start_step 1 and no photo given, its product photo.",
     )
     text_content: str | None = Field(
         None,
@@ -176,6 +182,16 @@ class GenerateRequest(BaseModel):
         "colours, fonts (before font_family, which becomes the fallback), logo and tone words are applied. An "
         "explicit text_color still wins over the kit's text colour.",
     )
+    placements: list[PlacementName] | None = Field(
+        None, min_length=1, max_length=5,
+        description="Addition: named sizes, each a result of its own with that platform's safe zones kept free of "
+        "copy: square 1080x1080, portrait 1080x1350, story 1080x1920, landscape 1200x628, wide 1920x1080. Leave "
+        "width/height at their default when giving placements. The first placement's first variant is final_result.",
+    )
+    variants: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] = Field(
+        1, description="Addition: how many versions of each placement, each with its own seed (seed, seed+1, ...) "
+        "and, with the template designer, its own layout. At most 16 results in all (placements x variants).",
+    )
 
     @field_validator("text_content")
     @classmethod
@@ -218,9 +234,9 @@ class GenerateRequest(BaseModel):
                 raise ValueError(f"{extra[0]} needs text_content (the headline)")
         if self.start_step == 1:
             given = [f for f in ("product_image", "product_image_path", "product_image_url") if getattr(self, f)]
-            if not given:
+            if not given and not self.parent_job_id:
                 raise ValueError("start_step 1 needs the photo: product_image (base64, path or URL), "
-                                 "product_image_path or product_image_url")
+                                 "product_image_path, product_image_url or parent_job_id (that job's photo)")
             if len(given) > 1:
                 raise ValueError(f"give one of {', '.join(given)}, not several")
         else:
@@ -230,6 +246,18 @@ class GenerateRequest(BaseModel):
                                  "(the step 1 result to resume from)")
             if len(given) > 1:
                 raise ValueError(f"give one of {', '.join(given)}, not several")
+        return self
+
+    @model_validator(mode="after")
+    def _placements_and_variants(self) -> GenerateRequest:
+        if self.placements is not None:
+            if len(set(self.placements)) != len(self.placements):
+                raise ValueError("placements: each placement may be given once")
+            if (self.width, self.height) != (DEFAULT_SIZE, DEFAULT_SIZE):
+                raise ValueError("give placements or width/height, not both (each placement has its own size)")
+        results = len(self.placements or [None]) * self.variants
+        if results > MAX_RESULTS:
+            raise ValueError(f"placements x variants is {results}; at most {MAX_RESULTS} results per job")
         return self
 
     def public_parameters(self) -> dict[str, Any]:
@@ -257,6 +285,34 @@ def image_reference(value: str) -> str | None:
     if low.startswith("file://") or v.startswith(("~", "./", "../")) or _IMAGE_PATH_RE.search(v[-6:]):
         return "path"
     return None
+
+
+# edit_ad takes any of a request's fields except its inputs: the photo and step 1 come from the edited job.
+NOT_EDITABLE = frozenset({
+    "start_step", "product_image", "product_image_path", "product_image_url", "product_mask", "step1_image",
+    "step1_image_path", "parent_job_id",
+})
+EDITABLE_FIELDS: tuple[str, ...] = tuple(f for f in GenerateRequest.model_fields if f not in NOT_EDITABLE)
+
+
+def _optional(name: str) -> tuple[Any, Any]:
+    info = copy.copy(GenerateRequest.model_fields[name])
+    info.default, info.default_factory = None, None  # absent = keep the job's value (constraints still check)
+    return Optional[info.annotation], info  # noqa: UP045 (a runtime type, not an annotation)
+
+
+class _EditTarget(BaseModel):
+    """A completed job with some fields changed. Only the fields given change; the rest are the job's own."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The completed job to edit.")
+
+
+# REST body and edit_ad's arguments: one schema, built from GenerateRequest's fields.
+EditRequest = create_model(  # type: ignore[call-overload]
+    "EditRequest", __base__=_EditTarget, __doc__=_EditTarget.__doc__,
+    **{name: _optional(name) for name in EDITABLE_FIELDS},
+)
 
 
 class JobAccepted(BaseModel):
@@ -316,6 +372,8 @@ class StatusResponse(BaseModel):
     download_url: str | None = Field(None, description="Addition: HTTP path of the delivered file on this server "
                                      "(HTTP transports; token-protected like every route).")
     parent_job_id: str | None = Field(None, description="Addition: the job this one was derived from.")
+    edit_note: str | None = Field(None, description="Addition: for edit_ad jobs, what was redone and why (only the "
+                                  "text layer on identical step 1 pixels, or step 1 again with which seed).")
     contrast_ratio: float | None = Field(
         None, description="Addition: the copy's lowest WCAG contrast ratio (1-21) against the pixels actually behind "
         "it, measured on the rendered ad; below 4.5 (3 for large text) a warning says so. null without copy.",
@@ -328,6 +386,22 @@ class StatusResponse(BaseModel):
     step1_result: str | None = None
     step2_result: str | None = Field(None, description="The transparent text layer.")
     final_result: str | None = None
+    results: list[ResultItem] = Field(
+        default_factory=list, description="Addition: every finished image (placements x variants), first = "
+        "final_result. With more than one, preview.jpg (the attached preview) is a labelled contact sheet.",
+    )
+
+
+class ResultItem(BaseModel):
+    """One finished image of a job: a placement's variant (a job without placements has one, 'custom')."""
+
+    placement: str = Field(description="square, portrait, story, landscape, wide, or custom (width x height).")
+    variant: int = Field(ge=1, description="1-based; variant n used seed + n - 1.")
+    width: int
+    height: int
+    seed: int = Field(description="The seed this result's scene was generated with.")
+    uri: str = Field(description="The PNG: an adgen:// resource URI (MCP) or a server path (REST).")
+    path: str | None = Field(None, description="Its copy in the server's output folder (absolute path).")
 
 
 class StopResponse(BaseModel):

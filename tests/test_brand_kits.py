@@ -278,3 +278,28 @@ def test_saved_kit_json_is_the_listed_kit(server) -> None:
     on_disk = json.loads((store.root / "disk-check" / "kit.json").read_text())
     assert on_disk == saved.model_dump(mode="json")
     assert store.delete("disk-check")
+
+
+@pytest.mark.skipif("placements" not in __import__("pipeline.schemas").schemas.GenerateRequest.model_fields,
+                    reason="placements are not in this tree yet")
+async def test_logo_in_every_placement_inside_its_safe_zone(server) -> None:
+    """A story keeps its top 14% free of copy and of the logo; the landscape gets the logo too."""
+    from pipeline.placements import PLACEMENTS
+
+    manager = server.manager
+    async with Client(server, mode="legacy") as client:
+        await client.call_tool("save_brand_kit", kit("corner-kit", logo=logo_png(), logo_corner="top-right"))
+        st, job_dir = await _job(client, manager, {
+            "start_step": 2, "step1_image": _flat((40, 60, 90), 1080), "text_content": "New season",
+            "brand_kit": "corner-kit", "placements": ["story", "landscape"]})
+    assert st["contrast_ratio"] is not None and st["contrast_ratio"] >= 3.0, st
+    for name in ("story", "landscape"):
+        p = PLACEMENTS[name]
+        img = Image.open(job_dir / "results" / f"{name}-v1.png")
+        img.save(OUT / f"kit-{name}.png")
+        box = magenta_box(img)
+        assert box is not None, name
+        top, bottom = p.safe_px()
+        x0, y0, x1, y1 = box
+        assert x1 > 0.8 * p.width and y0 >= top + 0.03 * min(p.width, p.height) and y1 <= p.height - bottom, box
+        assert 0.09 * min(p.width, p.height) <= y1 - y0 <= 0.125 * min(p.width, p.height) + 2, (name, box)

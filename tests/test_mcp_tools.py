@@ -16,7 +16,7 @@ from tests.conftest import png_b64
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"generate_ad", "get_status", "stop_job", "list_fonts", "get_resources",
+TOOLS = {"generate_ad", "edit_ad", "get_status", "stop_job", "list_fonts", "get_resources",
          "save_brand_kit", "list_brand_kits", "delete_brand_kit"}
 
 
@@ -31,7 +31,11 @@ async def _call(client: Client, name: str, args: dict, progress: list | None = N
 async def test_tool_list_and_schemas(server) -> None:
     async with Client(server, mode="legacy") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == TOOLS
+    # studio_image is for the Studio app only: listed, but marked so Apps hosts keep it from the model.
+    assert set(tools) == TOOLS | {"studio_image"}
+    assert tools["studio_image"].meta["ui"]["visibility"] == ["app"]
+    for name in ("generate_ad", "edit_ad", "get_status"):
+        assert tools[name].meta["ui"]["resourceUri"] == "ui://adgen/studio"
     gen = tools["generate_ad"]
     props = gen.input_schema["properties"]
     # Every field of the design doc's GenerateRequest is a tool argument, with its limits.

@@ -236,3 +236,30 @@ async def test_full_job_per_profile(tmp_path: Path, tiny_hub, profile: str) -> N
                     "classic": "FluxTransformer2DModel"}[profile]
         assert (generator, expected) in components
         assert all(c["dtype"] == "bfloat16" for c in m.resources().models["backend"]["components"])
+
+
+def test_fast_on_a_24gb_card_keeps_segmenter_and_vlm_resident(tmp_path: Path) -> None:
+    """The memory plan for the published klein 4B, SAM-HQ ViT-H and Qwen2-VL-2B configs (no weights)."""
+    from bench.published import write_defaults
+    from pipeline.worker.models import memory
+    from tests.tiny_models.flux2_klein import write_klein_4b_configs
+
+    folders = write_defaults(tmp_path / "published")
+    klein = write_klein_4b_configs(tmp_path / "klein")
+    s = Settings(data_dir=tmp_path / "d", profile="fast", scene_model=str(klein), seg_model=str(folders["seg"]),
+                 vlm_model=str(folders["vlm"]))
+    comps = loader.measure_models(s, "cuda")
+    sizes = {c.name: c.params for c in comps if c.model == "scene"}
+    assert 3.8e9 < sizes["transformer"] < 4.0e9 and 3.9e9 < sizes["text_encoder"] < 4.1e9  # "4B", Qwen3-4B
+    gib = 2**30
+
+    def plan(card_gib: float, nf4: bool) -> memory.MemoryPlan:
+        return memory.plan_memory(comps, device="cuda", device_bytes=int((card_gib - 2) * gib), host_bytes=64 * gib,
+                                  dtype=BF16, nf4_available=nf4)
+
+    assert plan(79.2, True).level == "resident"
+    l4 = plan(22.5, True)  # an L4's usable memory, minus the 2 GiB reserve
+    assert l4.level == "encoder-nf4" and set(l4.resident) == {"scene", "segmenter", "vlm"}, l4.summary()
+    assert l4.storage("scene", "text_encoder") == "nf4" and l4.storage("scene", "transformer") == "dtype"
+    # Without bitsandbytes the segmenter and VLM are loaded per stage instead.
+    assert plan(22.5, False).level == "evict"

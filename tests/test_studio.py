@@ -214,7 +214,7 @@ async def hosted_studio(manager: JobManager, theme: str = "light") -> AsyncItera
                 page = await browser.new_page(viewport={"width": 1180, "height": 900})
                 session = Session(page=page, frame=None, client=client)
                 page.on("request", lambda req: session.requests.append(req.url))
-                page.on("console", lambda msg: print("console:", msg.text))  # shown when a test fails
+                page.on("console", lambda msg: msg.type in ("error", "warning") and print("console:", msg.text))
 
                 async def relay(params: dict[str, Any]) -> dict[str, Any]:
                     # The host's job: forward the app's tools/call to the server, return the result as sent.
@@ -225,8 +225,9 @@ async def hosted_studio(manager: JobManager, theme: str = "light") -> AsyncItera
                 await page.expose_function("adgenCallTool", relay)
                 await page.set_content(HOST_HTML.read_text(encoding="utf-8"))
                 res = (await client.read_resource(STUDIO_URI)).contents[0]  # over HTTP, as a host reads it
-                await page.evaluate("([html, csp, theme]) => window.adgenHost.mount(html, csp, theme)",
-                                    [res.text, res.meta["ui"]["csp"], theme])
+                with anyio.fail_after(20):  # ui/initialize answered, ui/notifications/initialized received
+                    await page.evaluate("([html, csp, theme]) => window.adgenHost.mount(html, csp, theme)",
+                                        [res.text, res.meta["ui"]["csp"], theme])
                 session.frame = next(f for f in page.frames if f != page.main_frame)
                 await session.frame.wait_for_selector('#studio[data-connected="true"]', state="attached", timeout=10_000)
                 yield session
@@ -263,8 +264,10 @@ async def shown_final(session: Session, job_id: str) -> dict[str, Any]:
 async def test_studio_shows_progress_then_the_full_size_ad(manager: JobManager, product_b64: str) -> None:
     async with hosted_studio(manager) as s:
         await s.frame.evaluate(WATCH)
-        fonts = await s.frame.locator("#f-font_family option").count()
-        assert fonts >= 1 and "list_fonts" in s.calls
+        # The font list comes from list_fonts through the host.
+        await s.frame.wait_for_function("() => document.querySelectorAll('#f-font_family option').length > 1",
+                                        timeout=10_000)
+        assert "list_fonts" in s.calls
         # One job ahead of ours, so the app has a queue and a running stage to show.
         ahead = await s.client.call_tool("generate_ad", {"product_image": product_b64, "text_content": "앞",
                                                          "width": 1080, "height": 1920, "wait_seconds": 0})

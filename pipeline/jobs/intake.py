@@ -109,30 +109,9 @@ class Intake:
         clean = req.model_copy(update=dict.fromkeys(_IMAGE_FIELDS))
         checked = CheckedInputs(clean, notes)
         if req.start_step == 1:
-            raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
-            img = load_image(raw, "product_image", s.max_image_pixels, notes)
-            checked.images["product.png"] = img
-            if req.product_mask:
-                mask_raw = self._read("product_mask", req.product_mask)
-                checked.images["product_mask.png"] = load_image(mask_raw, "product_mask",
-                                                                s.max_image_pixels).convert("L")
-            scale = max(req.width / img.width, req.height / img.height) * 0.6  # the product's share of the canvas
-            if scale > UPSCALE_WARN:
-                notes.append(f"The photo is small ({img.width}x{img.height}); it was enlarged about {scale:.0f}x "
-                             "and may look soft. A larger photo gives a sharper ad.")
+            self._read_photo(req, checked)
         elif req.parent_job_id:
-            parent = self.store.artifact(req.parent_job_id, "step1.png")
-            if parent is None:
-                raise InputError(f"parent_job_id: job {req.parent_job_id} has no step 1 image (unknown, failed "
-                                 "before step 1, or removed); give step1_image instead")
-            with Image.open(parent) as step1:
-                same = step1.size == (req.width, req.height)
-                if not same:
-                    step1.load()
-                    checked.images["step1.png"] = step1.convert("RGB")
-                    checked.fit["step1.png"] = (req.width, req.height)
-            if same:  # read now: the parent job may be pruned before the copy is written
-                checked.files["step1.png"] = parent.read_bytes()
+            self._parent_step1(req, req.parent_job_id, checked)
         else:
             raw = self._read("step1_image", req.step1_image, req.step1_image_path)
             img = load_image(raw, "step1_image", s.max_image_pixels, notes)
@@ -141,6 +120,55 @@ class Intake:
                 checked.images["step1.png"] = img.convert("RGB")
                 checked.fit["step1.png"] = (req.width, req.height)
         return checked
+
+    def _read_photo(self, req: GenerateRequest, checked: CheckedInputs) -> None:
+        """Step 1's inputs: the photo (given, or an earlier job's) and an optional product mask."""
+        s, notes = self.settings, checked.warnings
+        if req.parent_job_id and not (req.product_image or req.product_image_path or req.product_image_url):
+            img = self._parent_photo(req.parent_job_id, checked)
+        else:
+            raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
+            img = load_image(raw, "product_image", s.max_image_pixels, notes)
+            checked.images["product.png"] = img
+        if req.product_mask:
+            mask_raw = self._read("product_mask", req.product_mask)
+            checked.images["product_mask.png"] = load_image(mask_raw, "product_mask", s.max_image_pixels).convert("L")
+        scale = max(req.width / img.width, req.height / img.height) * 0.6  # the product's share of the canvas
+        if scale > UPSCALE_WARN:
+            notes.append(f"The photo is small ({img.width}x{img.height}); it was enlarged about {scale:.0f}x "
+                         "and may look soft. A larger photo gives a sharper ad.")
+
+    def _parent_step1(self, req: GenerateRequest, parent_id: str, checked: CheckedInputs) -> None:
+        """Step 2 from an earlier job: its step 1 image (fitted to the size asked) and, same size, its mask."""
+        parent = self.store.artifact(parent_id, "step1.png")
+        if parent is None:
+            raise InputError(f"parent_job_id: job {parent_id} has no step 1 image (unknown, failed "
+                             "before step 1, or removed); give step1_image instead")
+        with Image.open(parent) as step1:
+            same = step1.size == (req.width, req.height)
+            if not same:
+                step1.load()
+                checked.images["step1.png"] = step1.convert("RGB")
+                checked.fit["step1.png"] = (req.width, req.height)
+        if same:  # read now: the parent job may be pruned before the copy is written
+            checked.files["step1.png"] = parent.read_bytes()
+            mask = self.store.artifact(parent_id, "mask.png")
+            if mask is not None:  # where the product stands: the copy is planned around it
+                checked.files["mask.png"] = mask.read_bytes()
+
+    def _parent_photo(self, job_id: str, checked: CheckedInputs) -> Image.Image:
+        """An earlier job's product photo (and given mask), as stored at its intake (edit_ad re-running step 1)."""
+        photo = self.store.artifact(job_id, "product.png")
+        if photo is None:
+            raise InputError(f"parent_job_id: job {job_id} has no product photo (unknown, a step 2 job, or "
+                             "removed); give product_image instead")
+        checked.files["product.png"] = photo.read_bytes()  # read now: the parent may be pruned meanwhile
+        given_mask = self.store.job_dir(job_id) / "product_mask.png"
+        if given_mask.is_file():
+            checked.files["product_mask.png"] = given_mask.read_bytes()
+        with Image.open(photo) as img:
+            img.load()
+            return img.copy()
 
     def write_inputs(self, job_dir: Path, checked: CheckedInputs) -> None:
         """The checked images as files in the job folder (the slow part: resizing and PNG encoding)."""

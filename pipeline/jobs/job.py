@@ -11,6 +11,7 @@ import anyio
 from pipeline import registry
 from pipeline.messages import JobReport, StageFinished, StageProgress, StageStarted
 from pipeline.schemas import GenerateRequest, JobState
+from pipeline.units import base_key, with_tag
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Job:
     expected: dict[str, float]  # seconds per stage, fixed at submit so progress never runs backwards
     request: GenerateRequest | None = None  # None for jobs loaded from disk after a restart
     parent_job_id: str | None = None
+    edit_note: str | None = None  # edit_ad: what was redone and why
     warnings: list[str] = field(default_factory=list)  # found at intake (the worker's come in the report)
     status: JobState = "pending"
     stage: str | None = None
@@ -51,7 +53,7 @@ class Job:
         """Follow the worker's stage events; the seconds a stage took once it finishes (for the statistics)."""
         if isinstance(ev, StageStarted):
             self.stage, self.stage_started, self.stage_fraction = ev.stage, now, 0.0
-            self.sub_step, self.message = registry.STAGES[ev.stage].label, ev.message
+            self.sub_step, self.message = with_tag(registry.STAGES[base_key(ev.stage)].label, ev.stage), ev.message
         elif isinstance(ev, StageProgress):
             if ev.stage == self.stage:
                 self.stage_fraction = max(self.stage_fraction, ev.fraction)
@@ -71,7 +73,8 @@ class Job:
         return {
             "job_id": self.id, "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
             "params": self.params, "width": self.width, "height": self.height, "backend": self.backend,
-            "seed": self.seed, "parent_job_id": self.parent_job_id, "warnings": self.warnings, "plan": list(self.plan),
+            "seed": self.seed, "parent_job_id": self.parent_job_id, "edit_note": self.edit_note,
+            "warnings": self.warnings, "plan": list(self.plan),
             "expected": self.expected, "done": self.done,
             "error": self.error, "report": asdict(self.report), "progress": self.progress, "message": self.message,
             "elapsed": self.elapsed(time.monotonic()),
@@ -84,7 +87,7 @@ class Job:
             backend=r.get("backend", "draft"), seed=int(r.get("seed") or r.get("params", {}).get("seed") or 0),
             created_at=r.get("created_at", 0.0), plan=tuple(r.get("plan", ())), expected=dict(r.get("expected", {})),
             status=r.get("status", "failed"), done=dict(r.get("done", {})), error=r.get("error"),
-            started_at=r.get("started_at"), parent_job_id=r.get("parent_job_id"),
+            started_at=r.get("started_at"), parent_job_id=r.get("parent_job_id"), edit_note=r.get("edit_note"),
             warnings=list(r.get("warnings", [])),
             report=_report(r.get("report") or {}),
             progress=int(r.get("progress", 0)), message=r.get("message", ""),

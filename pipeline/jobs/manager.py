@@ -25,6 +25,7 @@ from pipeline.fonts import FontCatalog
 from pipeline.jobs.book import JobBook, JobNotFound
 from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.designers import LLMDesigners, Sampler
+from pipeline.jobs.edits import plan_edit
 from pipeline.jobs.health import (
     StartupError,
     check_vram,
@@ -64,6 +65,7 @@ from pipeline.schemas import (
     StopResponse,
     SystemMetrics,
 )
+from pipeline.units import base_key, expand_plan, stage_canvas
 
 log = logging.getLogger("adgen.jobs")
 
@@ -149,7 +151,8 @@ class JobManager:
         now = time.monotonic()
         if isinstance(ev, StageStarted | StageProgress | StageFinished):
             if (seconds := job.apply_stage_event(ev, now)) is not None:
-                self.stats.record(job.backend, job.width, job.height, ev.stage, seconds)
+                canvas = stage_canvas(job.request, ev.stage, (job.width, job.height))
+                self.stats.record(job.backend, *canvas, base_key(ev.stage), seconds)
         elif isinstance(ev, DesignNeeded):
             assert self._tg is not None
             job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
@@ -205,7 +208,9 @@ class JobManager:
         if in_flight >= self.settings.queue_max:
             raise QueueFull(self.settings.queue_max, self.eta_until_free())
 
-    async def submit(self, req: GenerateRequest, sampler: Sampler | None = None) -> JobAccepted:
+    async def submit(
+        self, req: GenerateRequest, sampler: Sampler | None = None, edit_note: str | None = None
+    ) -> JobAccepted:
         """Check and store the inputs, fix seed, backend and plan, and queue the job."""
         self._check_room()  # fail fast, before decoding anything
         req, intake = await anyio.to_thread.run_sync(self.intake.check, req)
@@ -217,12 +222,13 @@ class JobManager:
             await self.wait_ready()  # only the worker can resolve "auto" (it owns torch and the GPU)
         backend = "draft" if req.test_mode else self.default_backend()
         seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
-        plan = registry.plan_stages(req)
-        expected = {s: self.stats.expected(backend, req.width, req.height, s) for s in plan}
+        plan = expand_plan(req, registry.plan_stages(req))  # stages repeated per placement/variant (units.py)
+        expected = {s: self.stats.expected(backend, *stage_canvas(req, s, (req.width, req.height)), base_key(s))
+                    for s in plan}
         job = Job(
             id=job_id, params={**params, "seed": seed}, width=req.width, height=req.height,
             backend=backend, seed=seed, created_at=time.time(), plan=plan, expected=expected, request=req,
-            parent_job_id=req.parent_job_id, warnings=intake.warnings,
+            parent_job_id=req.parent_job_id, warnings=intake.warnings, edit_note=edit_note,
         )
         self.book.add(job)
         if sampler is not None:
@@ -242,6 +248,11 @@ class JobManager:
             # after the answer, and the job is handed to the worker only once they are on disk.
             self._tg.start_soon(self._write_inputs, job, intake)
         return JobAccepted(job_id=job_id, status=job.status, queue_position=self.queue.position(job_id))
+
+    async def edit(self, job_id: str, changes: dict[str, Any], sampler: Sampler | None = None) -> JobAccepted:
+        """A new job from a completed one with ``changes`` (edit_ad): as little redone as they allow."""
+        plan = await anyio.to_thread.run_sync(plan_edit, self.book, self.store, job_id, changes)
+        return await self.submit(plan.request, sampler, edit_note=plan.note)
 
     async def _write_inputs(self, job: Job, inputs: CheckedInputs) -> None:
         try:

@@ -8,7 +8,8 @@ from typing import Literal
 from pipeline import registry
 from pipeline.jobs.job import Job
 from pipeline.jobs.progress import Estimate, estimate, queued_eta
-from pipeline.schemas import TERMINAL_STATES, StatusResponse, SystemMetrics
+from pipeline.schemas import TERMINAL_STATES, ResultItem, StatusResponse, SystemMetrics
+from pipeline.units import CUSTOM, base_key
 
 ResultFormat = Literal["uri", "url"]
 RESULT_FILES = {"step1_result": "step1.png", "step2_result": "text.png", "final_result": "final.png"}
@@ -37,6 +38,20 @@ def result_links(job_id: str, has: Callable[[str], bool], results: ResultFormat)
     return out
 
 
+def result_items(job: Job, final_link: str | None) -> list[ResultItem]:
+    """Every image of the job, linked like its final_result (resource URI or server path); a one-ad job's
+    only result is final.png itself."""
+    if final_link is None:
+        return []
+    base = final_link.rsplit("/", 1)[0]
+    if not job.report.results:
+        return [ResultItem(placement=CUSTOM, variant=1, width=job.width, height=job.height, seed=job.seed,
+                           uri=final_link, path=job.report.output_file)]
+    return [ResultItem(placement=r["placement"], variant=r["variant"], width=r["width"], height=r["height"],
+                       seed=r["seed"], uri=f"{base}/{r['artifact']}", path=r.get("path"))
+            for r in job.report.results]
+
+
 def build_status(
     job: Job, now: float, *, queue_position: int | None, queued_eta: float | None, links: dict[str, str],
     metrics: SystemMetrics | None,
@@ -57,7 +72,8 @@ def build_status(
     running = job.status == "running"
     return StatusResponse(
         job_id=job.id, status=job.status, progress_percent=progress,
-        current_step=registry.STAGES[job.stage].step if running and job.stage in registry.STAGES else None,
+        current_step=registry.STAGES[base_key(job.stage)].step
+        if running and job.stage and base_key(job.stage) in registry.STAGES else None,
         sub_step=job.sub_step if running else None, message=message, elapsed_sec=round(job.elapsed(now), 2),
         eta_seconds=None if eta is None else round(eta, 1),
         step_eta_seconds=None if step_eta is None else round(step_eta, 1),
@@ -68,6 +84,6 @@ def build_status(
         product_fidelity=job.report.product_fidelity, provenance=job.report.provenance,
         contrast_ratio=job.report.contrast_ratio,
         download_url=f"/jobs/{job.id}/download" if job.report.output_file else None,
-        parent_job_id=job.parent_job_id,
-        system_metrics=metrics, parameters=job.params, **links,
+        parent_job_id=job.parent_job_id, edit_note=job.edit_note,
+        system_metrics=metrics, parameters=job.params, results=result_items(job, links.get("final_result")), **links,
     )

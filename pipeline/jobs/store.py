@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.placements import PLACEMENTS
+from pipeline.schemas import MAX_VARIANTS
+from pipeline.units import CUSTOM, RESULT_ARTIFACT_RE
+
 log = logging.getLogger(__name__)
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -29,9 +33,20 @@ ARTIFACTS: dict[str, str] = {
     "mask.png": "image/png",
     "product.png": "image/png",
     "preview.jpg": "image/jpeg",
+    "contact.jpg": "image/jpeg",  # every result of a placements/variants job, labelled
 }
+# Each result of a placements/variants job: result-story-v2.png is results/story-v2.png (pipeline/units.py). The
+# names are listed, not matched, so nothing a client sends can name another file.
+ARTIFACTS.update({f"result-{p}-v{v}.png": "image/png"
+                  for p in (*PLACEMENTS, CUSTOM) for v in range(1, MAX_VARIANTS + 1)})
 # The delivered ad in the output folder, by suffix (GET /jobs/<id>/download, adgen://jobs/<id>/download).
 OUTPUT_TYPES: dict[str, str] = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def result_file(name: str) -> str | None:
+    """The job-folder path of a result artifact (result-story-v2.png -> results/story-v2.png), else None."""
+    m = RESULT_ARTIFACT_RE.match(name)
+    return f"results/{m.group(1)}-v{m.group(2)}.png" if m else None
 
 
 class JobStore:
@@ -52,7 +67,7 @@ class JobStore:
         if name not in ARTIFACTS:
             return None
         try:
-            path = self.job_dir(job_id) / name
+            path = self.job_dir(job_id) / (result_file(name) or name)
         except KeyError:
             return None
         return path if path.is_file() else None

@@ -18,7 +18,7 @@ from pipeline.worker.context import JobContext
 from pipeline.worker.design import brand as kits
 from pipeline.worker.design.logo import add_logo
 from pipeline.worker.render.browser import TextRenderer
-from pipeline.worker.stages.contrast import hex_rgb, measure_page, strongest, warning
+from pipeline.worker.stages.contrast import hex_rgb, measure_page, record, strongest, warning
 from pipeline.worker.stages.design import DesignSpec, design_template
 
 
@@ -87,7 +87,7 @@ def readable(ctx: JobContext, renderer: TextRenderer, layer: Image.Image) -> Ima
         layer = draw(ctx.design.html)
         result = measure_page(ctx.design.html, draw, ctx.step1, layer)
     if result.ratio is not None:
-        ctx.contrast_ratio = result.ratio if ctx.contrast_ratio is None else min(ctx.contrast_ratio, result.ratio)
+        ctx.contrast_ratio = record(ctx.job_id, result.ratio)  # the lowest of the job's results so far
     if note := warning(result):
         ctx.warnings.append(note)
     return layer

@@ -16,6 +16,7 @@ from pipeline.worker.artifacts import ArtifactWriter
 from pipeline.worker.backends.base import Backend, StepCallback
 from pipeline.worker.layout import LayoutPlan
 from pipeline.worker.provenance import write_png
+from pipeline.worker.stages.contrast import take_lowest
 from pipeline.worker.stages.design import Design, DesignSpec
 
 
@@ -61,6 +62,8 @@ class JobContext:
     refine_seed: int | None = None  # the seed of the kept refinement (seed + 1 after a retry)
     provenance: dict[str, Any] | None = None  # written into step1.png, final.png and the delivered file
     artifacts: list[str] = field(default_factory=list)
+    safe: tuple[int, int] = (0, 0)  # px at the top and bottom kept free of copy (a placement's platform UI)
+    results: list[dict[str, Any]] = field(default_factory=list)  # placements/variants jobs (worker/unit_runner.py)
     writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # plain artifacts, written in the background
 
     @property
@@ -101,5 +104,6 @@ class JobContext:
             text_region=t.region if t else None, font_px=t.font_px if t else None,
             warnings=tuple(dict.fromkeys(self.warnings)), cutout_confidence=self.cutout_confidence,
             output_file=self.output_file, product_fidelity=self.product_fidelity, provenance=self.provenance,
-            contrast_ratio=self.contrast_ratio,
+            contrast_ratio=take_lowest(self.job_id, self.contrast_ratio),  # over every result of the job
+            results=tuple(self.results),
         )

@@ -37,6 +37,12 @@ def output_name(job_id: str, copy: str | None, fmt: str, when: float | None = No
     return f"{day}_{slug(copy)}_{job_id[:8]}.{_EXT[fmt]}"
 
 
+def result_name(job_id: str, copy: str | None, unit: str, fmt: str, when: float | None = None) -> str:
+    """One result of a placements/variants job: ``2026-11-25_summer-sale_story-v2_1a2b3c4d.png``."""
+    day = time.strftime("%Y-%m-%d", time.localtime(when))
+    return f"{day}_{slug(copy)}_{unit}_{job_id[:8]}.{_EXT[fmt]}"
+
+
 def deliver(
     image: Image.Image, folder: Path, name: str, fmt: str, quality: int, provenance: dict[str, Any] | None = None,
     encoded: Path | None = None,

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from pipeline import registry
@@ -26,12 +27,14 @@ from pipeline.messages import (
     StageProgress,
     StageStarted,
 )
+from pipeline.units import base_key, is_multi, with_tag
 from pipeline.worker.backends.base import Backend
 from pipeline.worker.context import JobContext, JobStopped
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.errors import FatalDeviceError, UserFacingError
 from pipeline.worker.render.browser import TextRenderer
 from pipeline.worker.steps import IMPLEMENTATIONS, Services, deliver_final
+from pipeline.worker.unit_runner import run_units
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,12 @@ class JobRunner:
         )
         try:
             self._load_inputs(ctx)
-            for key in ctx.plan:
-                self._run_stage(ctx, key)
-            deliver_final(ctx, self._services)
+            if is_multi(ctx.request):  # placements and/or variants: the plan's stages per unit
+                run_units(ctx, self._run_stage, self._services)
+            else:
+                for key in ctx.plan:
+                    self._run_stage(ctx, key)
+                deliver_final(ctx, self._services)
             return JobFinished(cmd.job_id, "completed", report=ctx.report())
         except JobStopped:
             return JobFinished(cmd.job_id, "stopped", "stopped on request", report=ctx.report())
@@ -86,23 +92,27 @@ class JobRunner:
     def _load_inputs(ctx: JobContext) -> None:
         if ctx.request.start_step == 2:
             ctx.step1 = Image.open(ctx.job_dir / "step1.png").convert("RGB")
+            mask = ctx.job_dir / "mask.png"  # the parent's product mask (edit_ad, resume): copy is planned around it
+            if mask.is_file():
+                with Image.open(mask) as m:
+                    ctx.mask = np.asarray(m.convert("L"))
         else:
             ctx.photo = Image.open(ctx.job_dir / "product.png")
             ctx.photo.load()
 
     def _run_stage(self, ctx: JobContext, key: str) -> None:
-        spec = registry.STAGES[key]
+        spec = registry.STAGES[base_key(key)]  # composite#story-v2 runs composite (pipeline/units.py)
         ctx.check_stop()
         self._emit(StageStarted(ctx.job_id, key, spec.message))
         started = time.monotonic()
 
         def on_step(fraction: float, sub: str) -> None:
             ctx.check_stop()
-            self._emit(StageProgress(ctx.job_id, key, max(0.0, min(1.0, fraction)), sub))
+            self._emit(StageProgress(ctx.job_id, key, max(0.0, min(1.0, fraction)), with_tag(sub, key)))
 
         ctx.on_step = on_step
         ctx.artifacts = []
-        IMPLEMENTATIONS[key](ctx, self._services)
+        IMPLEMENTATIONS[spec.key](ctx, self._services)
         self._emit(StageFinished(ctx.job_id, key, time.monotonic() - started, tuple(ctx.artifacts)))
 
     def _ask_llm(self, job_id: str, prompt: DesignPrompt) -> DesignAnswer | None:

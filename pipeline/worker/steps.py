@@ -107,7 +107,7 @@ def composite(ctx: JobContext, svc: Services) -> None:
     ctx.layout = plan_layout(
         canvas, ctx.cutout.size, copy_parts(r), r.text_position, requested_font_px(r.text_size, canvas),
         free_space=free_space(ctx.background, None), ground=round(light.stand * ctx.height),
-        style=text_style(copy_parts(r).plain(), r.html_style_prompt),
+        style=text_style(copy_parts(r).plain(), r.html_style_prompt), safe=ctx.safe,
     )
     ctx.warnings.extend(ctx.layout.warnings)
     ctx.composite, ctx.mask = composite_product(ctx.background, ctx.cutout, box=ctx.layout.product_box, light=light)
@@ -144,7 +144,7 @@ def scene(ctx: JobContext, svc: Services) -> None:
     canvas = (ctx.width, ctx.height)
     ctx.layout = plan_layout(
         canvas, ctx.cutout.size, copy_parts(r), r.text_position, requested_font_px(r.text_size, canvas),
-        style=text_style(copy_parts(r).plain(), r.html_style_prompt),
+        style=text_style(copy_parts(r).plain(), r.html_style_prompt), safe=ctx.safe,
     )
     ctx.warnings.extend(ctx.layout.warnings)
     assert ctx.layout.product_box is not None
@@ -180,7 +180,7 @@ def design(ctx: JobContext, svc: Services) -> None:
         text=r.text_content or "", style_prompt=r.html_style_prompt, font_family=r.font_family,
         font_weight=r.font_weight, text_color=r.text_color, text_size=r.text_size, position=r.text_position,
         width=ctx.width, height=ctx.height, subline=r.subline or "", price=r.price or "", badge=r.badge or "",
-        cta=r.cta or "",
+        cta=r.cta or "", safe=ctx.safe,
     )
     ctx.font_css = font_face_css(branding.families(ctx, r.font_family), spec.parts.plain(), svc.fonts_dir) + \
         branding.uploaded_font_css(ctx, spec)  # the request's fonts and a brand kit's (bundled or uploaded)

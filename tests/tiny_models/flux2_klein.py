@@ -65,3 +65,31 @@ def build_flux2_klein(out: Path, seed: int = 0) -> Path:
                                      tokenizer=tok, transformer=transformer, is_distilled=True)
     pipe.save_pretrained(out)
     return out
+
+
+def write_klein_4b_configs(out: Path) -> Path:
+    """Config-only folder of FLUX.2 [klein] 4B (no weights), for the memory plan: 5 double + 20 single blocks of
+    24 x 128 heads, 128 packed latent channels, text embedding of 3 stacked Qwen3-4B layers (3 x 2560), the
+    VAE's defaults, Qwen3-4B (36 layers, hidden 2560, GQA 32/8, tied embeddings). The architecture figures are
+    those of the published model (3.9 B + 4.0 B parameters, checked in tests/test_profiles.py)."""
+    import json
+
+    def write(path: Path, data: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+
+    write(out / "model_index.json", {
+        "_class_name": "Flux2KleinInpaintPipeline", "_diffusers_version": "0.42.1", "is_distilled": True,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2TokenizerFast"], "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"]})
+    write(out / "transformer" / "config.json", {
+        "_class_name": "Flux2Transformer2DModel", "patch_size": 1, "in_channels": 128, "num_layers": 5,
+        "num_single_layers": 20, "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 7680,
+        "timestep_guidance_channels": 256, "mlp_ratio": 3.0, "axes_dims_rope": [32, 32, 32, 32], "guidance_embeds": False})
+    write(out / "vae" / "config.json", {"_class_name": "AutoencoderKLFlux2"})
+    write(out / "text_encoder" / "config.json", {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 2560, "intermediate_size": 9728,
+        "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+        "vocab_size": 151936, "tie_word_embeddings": True, "max_position_embeddings": 40960})
+    return out

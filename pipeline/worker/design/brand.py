@@ -52,10 +52,12 @@ class JobBrand:
 
 @lru_cache(maxsize=8)
 def _load(job_dir: str) -> JobBrand | None:
-    path = Path(job_dir) / KIT_FILE
-    if not path.is_file():
-        return None
-    return JobBrand(BrandKit.model_validate_json(path.read_text()), Path(job_dir))
+    for d in (Path(job_dir), Path(job_dir).parent.parent):  # a placement's own folder is <job>/units/<name>
+        if (d / KIT_FILE).is_file():
+            return JobBrand(BrandKit.model_validate_json((d / KIT_FILE).read_text()), d)
+        if Path(job_dir).parent.name != "units":
+            break
+    return None
 
 
 def load(job_dir: Path) -> JobBrand | None:

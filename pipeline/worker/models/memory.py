@@ -10,6 +10,9 @@ cheapest arrangement first and takes the first whose every stage fits by its own
 
 Levels, in order:
   resident   every model on the device in the compute dtype, kept between jobs;
+  encoder-nf4  (one-pass scene generator, CUDA with bitsandbytes) its large text encoder in NF4, everything
+             else in the compute dtype and kept: on a 24 GB card FLUX.2 [klein] 4B keeps the segmenter
+             and the VLM resident instead of reloading them every job;
   evict      the generator kept; segmenter and VLM loaded for their stage and dropped;
   quantized  the generator's large components in NF4 (bitsandbytes, CUDA only) or fp8 storage
              (layerwise casting); the others kept if they fit, else loaded per stage;
@@ -236,8 +239,9 @@ def measure_diffusers_pipeline(model: str, source: str, load_kwargs: dict[str, A
         else:
             module = _meta(lambda cls=cls, config=config: cls._from_config(config))
         if name == "vae":
-            ch = _cfg(config, "block_out_channels")[0]
-            tile = _cfg(config, "sample_size", default=512)
+            full = getattr(module, "config", config)  # the class's defaults filled in (a config may omit them)
+            ch = _cfg(full, "block_out_channels")[0]
+            tile = _cfg(full, "sample_size", default=512)
             tile = tile[0] if isinstance(tile, (list, tuple)) else tile
             act = pixels * ch * 2 * 8  # the decoder's last blocks at full resolution: ~8 live maps
             out.append(measure(model, name, module, "vae", act, min(pixels, tile * tile) * ch * 2 * 8))
@@ -362,8 +366,14 @@ def plan_memory(
     big_q = [f"{c.model}.{c.name}" for c in big if quant == "nf4" or c.library == "diffusers"]
     big_fp8 = [f"{c.model}.{c.name}" for c in big if c.library == "diffusers"]
     q_name = "NF4 (bitsandbytes)" if quant == "nf4" else "fp8 storage (layerwise casting)"
+    # The one-pass generator's text encoder (Qwen3-4B for klein: as large as its transformer) runs once per job:
+    # NF4 there costs little and keeps the segmenter and VLM resident on a 24 GB card.
+    encoders = [f"{c.model}.{c.name}" for c in big if c.role == "text_encoder" and c.model == "scene"]
     candidates = [
         _Candidate("resident", f"every model in {dtype_name}, kept between jobs"),
+        *([_Candidate("encoder-nf4", f"{', '.join(k.split('.', 1)[1] for k in encoders)} in NF4 (bitsandbytes), "
+                      f"the rest in {dtype_name}", storage=dict.fromkeys(encoders, "nf4"))]
+          if encoders and quant == "nf4" else []),
         _Candidate("evict", f"{dtype_name}; the generator kept, the segmenter and VLM loaded per stage",
                    keep_aux=False),
         _Candidate("quantized", f"{', '.join(k.split('.', 1)[1] for k in big_q)} in {q_name}",

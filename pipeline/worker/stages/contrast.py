@@ -32,6 +32,9 @@ GLYPH_ONLY_CSS = (
     "outline: none !important; -webkit-text-stroke-width: 0 !important; }</style>"
 )
 
+# Job id -> the lowest ratio over its results: a placements job measures each in a context of its own.
+_LOWEST: dict[str, float] = {}
+
 _LIN = np.array([c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
                  for c in (np.arange(256) / 255.0)], np.float32)
 
@@ -75,6 +78,17 @@ def lettering(fill: str) -> str:
 
 def threshold(font_px: float, canvas: tuple[int, int]) -> float:
     return LARGE_MIN if font_px >= LARGE_SHARE * min(canvas) else BODY_MIN
+
+
+def record(job_id: str, value: float) -> float:
+    """Note a result's ratio; the job's lowest so far."""
+    _LOWEST[job_id] = min(_LOWEST.get(job_id, value), value)
+    return _LOWEST[job_id]
+
+
+def take_lowest(job_id: str, fallback: float | None = None) -> float | None:
+    """The job's lowest ratio over all its results (forgotten once read, at the job's end)."""
+    return _LOWEST.pop(job_id, fallback)
 
 
 def glyph_only(html: str) -> str:

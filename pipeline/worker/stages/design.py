@@ -63,6 +63,7 @@ class DesignSpec:
     accent_fill: tuple[str, str] | None = None  # the button's fill and lettering
     badge_fill: tuple[str, str] | None = None
     panel_fill: str | None = None  # a panel in this colour behind the copy, whatever the scenery
+    safe: tuple[int, int] = (0, 0)  # px at the top and bottom kept free of copy (a placement's safe zone)
 
     @property
     def parts(self) -> CopyParts:
@@ -155,7 +156,7 @@ def plan_copy(spec: DesignSpec, analysis: dict[str, Any] | None, mask: np.ndarra
     return plan_layout(
         canvas, None, spec.parts, spec.position, requested_font_px(spec.text_size, canvas),
         free_space=(analysis or {}).get("free_space"), style=text_style(spec.parts.plain(), spec.style_prompt),
-        avoid=mask_box(mask),
+        avoid=mask_box(mask), safe=spec.safe,
     )
 
 

@@ -1,0 +1,196 @@
+"""Runs a placements/variants job: the plan's repeated stages, each on the context of its unit.
+
+Step 1 for several placements: the scene is generated once per variant, on a canvas wide and tall
+enough to hold every placement (pipeline/units.py ``master_canvas``), and each placement takes the
+largest centred crop of it. Generating a scene per aspect would give each placement a composition
+of its own, but it costs a full denoise per placement (the dominant cost: 260 s of the seed's 463 s
+on an L4) and the placements of one campaign would show different scenes; a crop keeps them the
+same scene, as a marketer expects, and most of the scene survives every crop. The product is then
+placed, refined and the copy laid out again for each placement with its safe zones (the layout
+planner places product and copy together), so nothing the product or the copy needs is cropped.
+One-pass profiles paint the scene around the product, so their scene stage runs per placement.
+
+The first unit (first placement, variant 1) works in the job folder itself, exactly like a
+one-ad job (final.png, step1.png, text.png, preview.jpg); the others in units/<name>/. Every
+result is written to results/<placement>-v<n>.png and delivered to the output folder; with more
+than one, contact.jpg shows them all and becomes the preview.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from pipeline import registry
+from pipeline.units import (
+    SHARED_STAGES,
+    VARIANT_STAGES,
+    Unit,
+    base_key,
+    expand_plan,
+    master_canvas,
+    tag_of,
+    units_of,
+)
+from pipeline.worker.contact_sheet import Tile, save_contact_sheet
+from pipeline.worker.context import JobContext
+from pipeline.worker.deliver import deliver, result_name
+from pipeline.worker.provenance import job_provenance, write_png
+
+if TYPE_CHECKING:
+    from pipeline.worker.steps import Services
+
+RunStage = Callable[[JobContext, str], None]
+THUMB_H = 480  # px: the copies kept for the contact sheet
+# Where the copy goes in later variants when the request says "auto": each variant of a placement tries a
+# position its earlier variants did not use (the layout planner's own best choice comes first).
+POSITIONS = ("top", "bottom", "center")
+_REGION_POSITION = {"top": "top", "bottom": "bottom", "center": "center", "left": "center", "right": "center"}
+
+
+def cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The largest centred crop of ``image`` with the aspect of ``size``, scaled to exactly ``size``."""
+    W, H = size
+    scale = max(W / image.width, H / image.height)
+    cw, ch = min(image.width, W / scale), min(image.height, H / scale)
+    x0, y0 = max(0.0, (image.width - cw) / 2), max(0.0, (image.height - ch) / 2)
+    return image.resize((W, H), Image.Resampling.LANCZOS, box=(x0, y0, x0 + cw, y0 + ch))
+
+
+def unit_plan(ctx: JobContext) -> tuple[str, ...]:
+    """The plan to run: the server's, or on a one-pass backend the same with its scene stage per unit."""
+    if not getattr(ctx.backend, "one_pass", False):
+        return ctx.plan
+    bases = tuple(dict.fromkeys(base_key(k) for k in ctx.plan))
+    return expand_plan(ctx.request, registry.one_pass_plan(bases))
+
+
+@dataclass
+class _Units:
+    root: JobContext
+    units: list[Unit]
+    step1: Image.Image | None  # start_step 2: the given picture, cropped for every placement
+    masters: dict[int, JobContext] = field(default_factory=dict)  # variant -> its scene's context
+    open: dict[str, JobContext] = field(default_factory=dict)  # unit name -> its context while it runs
+    regions: dict[str, list[str]] = field(default_factory=dict)  # placement -> copy regions of earlier variants
+    tiles: dict[str, Tile] = field(default_factory=dict)
+
+    def position(self, unit: Unit) -> str:
+        asked = self.root.request.text_position
+        used = [_REGION_POSITION.get(r, "center") for r in self.regions.get(unit.placement, [])]
+        if asked != "auto" or not used:
+            return asked
+        fresh = [p for p in POSITIONS if p not in used]
+        return fresh[0] if fresh else POSITIONS[(unit.variant - 2) % len(POSITIONS)]
+
+    def context(self, unit: Unit, job_dir: Path, seed: int, size: tuple[int, int], position: str) -> JobContext:
+        r = self.root
+        request = r.request.model_copy(update={"width": size[0], "height": size[1], "text_position": position})
+        job_dir.mkdir(parents=True, exist_ok=True)
+        return JobContext(
+            job_id=r.job_id, job_dir=job_dir, request=request, seed=seed, backend=r.backend, plan=r.plan,
+            on_step=r.on_step, stop_requested=r.stop_requested, photo=r.photo, cutout=r.cutout,
+            cutout_confidence=r.cutout_confidence, warnings=r.warnings, safe=unit.safe,
+        )
+
+    def master(self, variant: int) -> JobContext:
+        if variant not in self.masters:
+            self.masters.clear()  # one variant's scene at a time: earlier variants are finished
+            first = self.units[0]
+            unit = next(u for u in self.units if u.variant == variant)
+            job_dir = self.root.job_dir if variant == 1 else self.root.job_dir / "units" / f"v{variant}"
+            self.masters[variant] = self.context(unit, job_dir, unit.seed(self.root.seed),
+                                                 master_canvas(self.root.request), first.placement)
+        return self.masters[variant]
+
+    def unit(self, unit: Unit) -> JobContext:
+        if unit.name in self.open:
+            return self.open[unit.name]
+        size = (unit.width, unit.height)
+        if unit == self.units[0]:  # the job folder's own context becomes the first unit's
+            ctx = self.root
+            ctx.request = ctx.request.model_copy(
+                update={"width": unit.width, "height": unit.height, "text_position": self.position(unit)})
+            ctx.safe = unit.safe
+        else:
+            ctx = self.context(unit, self.root.job_dir / "units" / unit.name, unit.seed(self.root.seed), size,
+                               self.position(unit))
+            ctx.cutout, ctx.cutout_confidence = self.root.cutout, self.root.cutout_confidence
+        master = self.masters.get(unit.variant)
+        if master is not None and master.background is not None:
+            ctx.background, ctx.hints = cover(master.background, size), dict(master.hints)
+        if self.step1 is not None:
+            ctx.step1 = cover(self.step1, size)
+        self.open[unit.name] = ctx
+        return ctx
+
+
+def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
+    """Run the whole plan of a placements/variants job; results are added to ``root.results``."""
+    units = units_of(root.request)
+    by_name = {u.name: u for u in units}
+    plan = unit_plan(root)
+    state = _Units(root, units, root.step1)
+    last: dict[str, int] = {}
+    for i, key in enumerate(plan):
+        if base_key(key) not in SHARED_STAGES and base_key(key) not in VARIANT_STAGES:
+            last[tag_of(key) or units[0].name] = i
+    for i, key in enumerate(plan):
+        base, tag = base_key(key), tag_of(key)
+        if base in SHARED_STAGES:
+            run_stage(root, key)
+            continue
+        if base in VARIANT_STAGES:
+            run_stage(state.master(int(tag[1:]) if tag else 1), key)
+            continue
+        unit = by_name[tag] if tag else units[0]
+        ctx = state.unit(unit)
+        run_stage(ctx, key)
+        if last.get(unit.name) == i:
+            _finish(state, unit, ctx, svc)
+            del state.open[unit.name]
+    if len(root.results) > 1:
+        rows = [[state.tiles[u.name] for u in units if u.variant == v and u.name in state.tiles]
+                for v in sorted({u.variant for u in units})]
+        save_contact_sheet([row for row in rows if row], root.job_dir, svc.fonts_dir)
+
+
+def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
+    """A unit's image into results/, the output folder and (for the first) final.png."""
+    root = state.root
+    image = ctx.final or ctx.step1
+    assert image is not None
+    ctx.provenance = {**job_provenance(ctx), "placement": unit.placement, "variant": unit.variant}
+    result = root.job_dir / "results" / f"{unit.name}.png"
+    result.parent.mkdir(exist_ok=True)
+    write_png(image, result, ctx.provenance)
+    first = unit == state.units[0]
+    if first:  # one-ad clients read final.png: the first result, byte for byte
+        tmp = root.job_dir / "final.png.tmp"
+        shutil.copyfile(result, tmp)
+        tmp.replace(root.job_dir / "final.png")
+    r = root.request
+    path: str | None = None
+    try:
+        delivered = deliver(image, svc.output_dir, result_name(root.job_id, r.text_content, unit.name, r.output_format),
+                            r.output_format, r.quality, ctx.provenance)
+        path = str(delivered)
+    except OSError as exc:  # a full or read-only output folder must not lose the finished job
+        root.warnings.append(f"The {unit.name} ad could not be written to the output folder "
+                             f"({exc.strerror or exc}); it is still available from the job's results.")
+    if first:
+        root.output_file = path
+    if ctx.layout is not None and ctx.layout.copy_box is not None:
+        state.regions.setdefault(unit.placement, []).append(ctx.layout.region)
+    thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB_H * 4, THUMB_H), Image.Resampling.LANCZOS)
+    seed = unit.seed(root.seed)
+    note = f"{unit.width}x{unit.height} · seed {seed}"
+    state.tiles[unit.name] = Tile(thumb, f"{unit.placement} v{unit.variant}", note)
+    root.results.append({"placement": unit.placement, "variant": unit.variant, "width": unit.width,
+                         "height": unit.height, "seed": seed, "artifact": unit.artifact, "path": path})
