@@ -303,3 +303,74 @@ async def test_logo_in_every_placement_inside_its_safe_zone(server) -> None:
         x0, y0, x1, y1 = box
         assert x1 > 0.8 * p.width and y0 >= top + 0.03 * min(p.width, p.height) and y1 <= p.height - bottom, box
         assert 0.09 * min(p.width, p.height) <= y1 - y0 <= 0.125 * min(p.width, p.height) + 2, (name, box)
+
+
+async def test_llm_designer_gets_the_kit_and_must_use_it(server) -> None:
+    """Sampling is asked with the kit as structured input; an answer ignoring the kit's colour or font is refused
+    (the template is used, saying why), one honouring both is kept."""
+    from mcp_types import CreateMessageResult, TextContent
+
+    from mcp_server.server import build_server
+
+    asked: list[str] = []
+    answers = [
+        '<div style="position:absolute;left:80px;top:80px;font:bold 80px NanumSquare;color:#00ff00">Sale</div>',
+        '<div style="position:absolute;left:80px;top:80px;font:bold 80px NanumSquare;color:#ffd400">Sale</div>',
+        '<div style="position:absolute;left:80px;top:80px;font-size:80px;font-family:\'adgen-brand-llm-kit-headline\';'
+        'color:#FFD400">Sale</div>',
+    ]
+
+    async def sampling(context, params) -> CreateMessageResult:
+        asked.append(params.messages[0].content.text)
+        return CreateMessageResult(role="assistant", content=TextContent(text=answers[len(asked) - 1]), model="m")
+
+    manager = server.manager
+    async with Client(build_server(manager), mode="legacy", sampling_callback=sampling) as client:
+        saved = await client.call_tool("save_brand_kit", kit("llm-kit", tone=["warm", "crafty"], logo=logo_png(),
+                                                            fonts={"headline": {"data": b64(block_font())}}))
+        assert not saved.is_error, saved.content
+        args = {"start_step": 2, "step1_image": _flat((20, 30, 40)), "text_content": "Sale", "brand_kit": "llm-kit",
+                "test_mode": True, "wait_seconds": 50}
+        results = [(await client.call_tool("generate_ad", args)).structured_content for _ in answers]
+    prompt = asked[0]
+    for part in ("[Brand kit]", "#ffd400", "#0057ff", "#ff7a00", "#101820", "adgen-brand-llm-kit-headline",
+                 "warm, crafty", "top-right corner free"):
+        assert part in prompt, part
+    wrong_colour, wrong_font, kept = results
+    assert wrong_colour["designer"] == "template" and "copy colour #ffd400" in wrong_colour["design_note"]
+    assert wrong_font["designer"] == "template" and "headline font" in wrong_font["design_note"]
+    assert kept["designer"] == "mcp_sampling", kept
+    layer = Image.open(manager.store.job_dir(kept["job_id"]) / "text.png")
+    assert len([b for b in _glyph_blocks(layer, (0xFF, 0xD4, 0x00)) if b[0] > 0.93]) == 4  # S a l e, as blocks
+    assert kept["contrast_ratio"] > 7
+
+
+def test_woff2_font_and_logo_path(tmp_path: Path) -> None:
+    """A WOFF2 upload is stored as a plain TrueType file; a logo path must lie inside the input folders."""
+    from fontTools.ttLib import TTFont
+
+    from pipeline.config import Settings
+    from pipeline.fonts import FontCatalog
+    from pipeline.images import InputError
+    from pipeline.jobs.brandkits import BrandKitStore
+    from pipeline.schemas import BrandKitInput
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "logo.svg").write_bytes(SAFE_SVG)
+    (tmp_path / "outside.png").write_bytes(base64.b64decode(logo_png()))
+    settings = Settings(data_dir=tmp_path / "data", input_dirs=[inputs])
+    store = BrandKitStore(settings.data_dir / "brand_kits", FontCatalog(settings.fonts_dir), settings)
+    woff2 = TTFont(io.BytesIO(block_font()))
+    woff2.flavor = "woff2"
+    buf = io.BytesIO()
+    woff2.save(buf)
+    assert buf.getvalue()[:4] == b"wOF2"
+    saved = store.save(BrandKitInput(**kit("woff", logo="logo.svg", fonts={"headline": {"data": b64(buf.getvalue())}})))
+    stored = store.root / "woff" / saved.fonts["headline"].file
+    assert stored.suffix == ".ttf" and stored.read_bytes()[:4] == b"\0\1\0\0"
+    assert TTFont(stored).getBestCmap()[ord("A")] == "g0041"
+    assert saved.logo is not None and saved.logo.source == "svg"
+    with pytest.raises(InputError, match="input folders"):
+        store.save(BrandKitInput(**kit("outside", logo=str(tmp_path / "outside.png"))))
+    assert [k.name for k in store.list()] == ["woff"]
