@@ -60,6 +60,22 @@ class ImageChunk(BaseModel):
     height: int
 
 
+class JobBrief(BaseModel):
+    job_id: str
+    status: str
+    progress_percent: int
+    text_content: str | None = None
+    width: int | None = None
+    height: int | None = None
+    parent_job_id: str | None = None
+
+
+class JobBriefs(BaseModel):
+    """Newest first: lets the app find the job a still-open generate_ad call started."""
+
+    jobs: list[JobBrief]
+
+
 def _sniff(head: bytes) -> str:
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "image/png"
@@ -163,6 +179,21 @@ def studio_extension(manager: JobManager, transport: str = "stdio") -> Apps:
         note = f"{chunk.artifact} of job {job_id}: bytes {offset}+{len(chunk.data) * 3 // 4} of {chunk.total_bytes}"
         return CallToolResult(content=[TextContent(text=note)], structured_content=chunk.model_dump(mode="json"))
 
+    @apps.tool(
+        resource_uri=STUDIO_URI, visibility=["app"], name="studio_jobs",
+        description="For the Studio app: the newest jobs, briefly (id, state, progress, copy, size), so the app "
+        "can show the progress of a job whose generate_ad call has not answered yet.",
+        annotations=ToolAnnotations(title="Studio jobs", read_only_hint=True),
+    )
+    async def studio_jobs(limit: Annotated[int, Field(ge=1, le=50)] = 10) -> JobBriefs:
+        briefs = []
+        for st in manager.list_jobs(limit):
+            p = st.parameters
+            briefs.append(JobBrief(job_id=st.job_id, status=st.status, progress_percent=st.progress_percent,
+                                   text_content=p.get("text_content"), width=p.get("width"), height=p.get("height"),
+                                   parent_job_id=st.parent_job_id))
+        return JobBriefs(jobs=briefs)
+
     return apps
 
 
@@ -181,5 +212,5 @@ def register_studio(server: MCPServer, manager: JobManager, transport: str = "st
         server.add_resource(binding.resource)
 
 
-__all__ = ["EXTENSION_ID", "STUDIO_URI", "ImageChunk", "register_studio", "studio_extension", "studio_html",
-           "ui_meta"]
+__all__ = ["EXTENSION_ID", "STUDIO_URI", "ImageChunk", "JobBriefs", "register_studio", "studio_extension",
+           "studio_html", "ui_meta"]

@@ -20,6 +20,7 @@ function hex(color: unknown): string | null {
 export class Editor {
   private base: Record<string, unknown> = {};
   private editable = false;
+  private finished = false; // failed or stopped: nothing to edit
   private busy = false;
   private colorTouched = false;
   private readonly form = $<HTMLFormElement>("editor");
@@ -66,6 +67,7 @@ export class Editor {
 
   setBase(st: Status): void {
     this.editable = st.status === "completed";
+    this.finished = st.status === "failed" || st.status === "stopped";
     if (st.parameters) this.base = { ...st.parameters };
     if (st.status !== "pending" && st.status !== "running") this.busy = false;
     this.refresh();
@@ -134,6 +136,6 @@ export class Editor {
     $<HTMLButtonElement>("apply").textContent = this.busy ? "Applying…" : "Apply edits";
     $("edit-hint").textContent = this.editable || this.busy
       ? "Edits re-render the text layer on the same scene."
-      : "Edits open once the job has finished.";
+      : this.finished ? "This job made no ad to edit." : "Edits open once the job has finished.";
   }
 }

@@ -94,9 +94,13 @@ function renderNotes(st: Status): void {
 
 /** Follow a job from now on (a tool result, or the job an edit started). */
 function follow(st: Status): void {
+  if (current?.job_id === st.job_id) {
+    // The same job again (the tool result of a job the app already found): keep what is under way.
+    if (!TERMINAL.has(current.status)) update(st, token);
+    return;
+  }
   token += 1;
-  clearTimeout(pollTimer);
-  if (current?.job_id !== st.job_id) editor.load(st.parameters ?? {});
+  editor.load(st.parameters ?? {});
   update(st, token);
 }
 
@@ -105,6 +109,7 @@ function update(st: Status, t: number): void {
   const wasTerminal = current?.job_id === st.job_id && TERMINAL.has(current.status);
   current = st;
   lastUpdate = performance.now();
+  clearTimeout(pollTimer); // one polling chain at a time
   renderStatus(st);
   editor.setBase(st);
   if (!TERMINAL.has(st.status)) {
@@ -245,7 +250,11 @@ async function applyEdits(changes: Record<string, unknown>): Promise<void> {
   const from = current.job_id;
   clearNotes();
   try {
-    const result = await call("edit_ad", { job_id: from, ...changes });
+    // wait_seconds 0: answer with the new job at once, so its progress shows here (as for generate_ad).
+    const result = await call("edit_ad", { job_id: from, ...changes, wait_seconds: 0 }).catch((err: Error) => {
+      if (/wait_seconds/.test(err.message)) return call("edit_ad", { job_id: from, ...changes });
+      throw err;
+    });
     if (!isStatus(result.structuredContent)) throw new Error("edit_ad answered without a job status");
     const st = result.structuredContent;
     follow(st);
@@ -282,9 +291,55 @@ function applyContext(ctx: McpUiHostContext | undefined): void {
   if (ctx.styles?.css?.fonts) applyHostFonts(ctx.styles.css.fonts);
 }
 
+// The host sends the call's arguments at once but its result only when the tool answers (generate_ad
+// waits up to 40 s): meanwhile the app finds the job the call started among the newest and follows it.
+const DISCOVER_TRIES = 90;
+
+interface JobBrief {
+  job_id: string;
+  status: string;
+  text_content?: string | null;
+  width?: number | null;
+  height?: number | null;
+  parent_job_id?: string | null;
+}
+
+function startedBy(args: Record<string, unknown>, tool: string | undefined, j: JobBrief): boolean {
+  if (j.status !== "pending" && j.status !== "running") return false;
+  if (tool === "edit_ad") return j.parent_job_id === args.job_id;
+  if ("text_content" in args && (args.text_content ?? null) !== (j.text_content ?? null)) return false;
+  if (typeof args.width === "number" && args.width !== j.width) return false;
+  return !(typeof args.height === "number" && args.height !== j.height);
+}
+
+async function followId(jobId: string, t: number): Promise<void> {
+  const result = await call("get_status", { job_id: jobId, include_preview: false });
+  if (t === token && isStatus(result.structuredContent)) follow(result.structuredContent);
+}
+
+async function discover(args: Record<string, unknown>, tool: string | undefined, t: number, tries = 0): Promise<void> {
+  if (t !== token || current || tries >= DISCOVER_TRIES) return;
+  try {
+    const result = await call("studio_jobs", { limit: 10 });
+    const jobs = (result.structuredContent as { jobs?: JobBrief[] } | undefined)?.jobs ?? [];
+    const job = jobs.find((j) => startedBy(args, tool, j));
+    if (job && t === token && !current) return await followId(job.job_id, t);
+  } catch {
+    return; // an older server without studio_jobs: the tool result will bring the job
+  }
+  setTimeout(() => void discover(args, tool, t, tries + 1), POLL_MS);
+}
+
 app.ontoolinput = ({ arguments: args }) => {
-  if (!current && args) editor.load(args);
-  if (!current) $("stage").textContent = "Starting the job…";
+  if (current || !args) return;
+  const tool = app.getHostContext()?.toolInfo?.tool?.name;
+  if (tool !== "edit_ad" && "text_content" in args) editor.load(args);
+  $("stage").textContent = "Starting the job…";
+  if (typeof args.job_id === "string" && tool !== "edit_ad") {
+    void followId(args.job_id, token).catch(() => undefined); // get_status: the job is known
+  } else {
+    void discover(args, tool, token);
+  }
 };
 app.ontoolresult = (result) => {
   if (isStatus(result.structuredContent)) follow(result.structuredContent);

@@ -34,17 +34,18 @@ const host = {
   initialized: false,
 
   async mount(html: string, csp: McpUiResourceCsp | undefined, theme: "light" | "dark"): Promise<void> {
-    document.body.className = theme;
+    document.documentElement.className = theme;
     const frame = document.createElement("iframe");
     frame.id = "frame";
     frame.setAttribute("sandbox", "allow-scripts"); // opaque origin: no cookies, no storage, no same-origin access
     const policy = `<meta http-equiv="Content-Security-Policy" content="${cspFor(csp)}">`;
-    frame.srcdoc = html.replace(/<head>/i, `<head>${policy}`);
+    const srcdoc = html.replace(/<head>/i, `<head>${policy}`);
     const bridge = new AppBridge(
       null,
       { name: "adgen-test-host", version: "1.0.0" },
       { serverTools: {}, downloadFile: {}, updateModelContext: { text: {} }, openLinks: {} },
       { hostContext: { theme, displayMode: "inline", platform: "web",
+                       toolInfo: { tool: { name: "generate_ad", inputSchema: { type: "object" } } },
                        styles: { variables: (theme === "dark" ? DARK : LIGHT) as never } } },
     );
     bridge.oncalltool = (params) => window.adgenCallTool(params);
@@ -65,16 +66,20 @@ const host = {
       if (height) frame.style.height = `${Math.ceil(height)}px`;
     };
     const ready = new Promise<void>((resolve) => { bridge.oninitialized = () => { host.initialized = true; resolve(); }; });
+    // Listen before the document runs: the app sends ui/initialize as soon as its script starts. The
+    // iframe's WindowProxy stays the same when srcdoc navigates it, so the transport can bind to it now.
     document.body.append(frame);
-    await new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
     await bridge.connect(new PostMessageTransport(frame.contentWindow!, frame.contentWindow!));
     host.bridge = bridge;
+    frame.srcdoc = srcdoc;
     await ready;
   },
 
-  /** What a host does after the model's tool call: the arguments, then the result. */
-  async deliver(args: Record<string, unknown>, result: CallToolResult): Promise<void> {
+  /** What a host does around the model's tool call: the arguments when it starts, the result when it answers. */
+  async input(args: Record<string, unknown>): Promise<void> {
     await host.bridge!.sendToolInput({ arguments: args });
+  },
+  async result(result: CallToolResult): Promise<void> {
     await host.bridge!.sendToolResult(result);
   },
 };
