@@ -263,3 +263,13 @@ def test_fast_on_a_24gb_card_keeps_segmenter_and_vlm_resident(tmp_path: Path) ->
     assert l4.storage("scene", "text_encoder") == "nf4" and l4.storage("scene", "transformer") == "dtype"
     # Without bitsandbytes the segmenter and VLM are loaded per stage instead.
     assert plan(22.5, False).level == "evict"
+
+
+def test_auto_backend_looks_for_the_active_profile_s_weights(tmp_path: Path, tiny_hub) -> None:
+    """ADGEN_BACKEND=auto picks the diffusion backend only when the active profile's models are local: by
+    default that is fast's FLUX.2 [klein] 4B (not in the test cache), with the scene model configured it is."""
+    ok, why = loader.weights_resolvable(Settings(data_dir=tmp_path, offline=True))
+    assert not ok and KLEIN in why
+    fast = profile_settings(tmp_path, tiny_hub, "fast", backend="auto")
+    assert loader.weights_resolvable(fast) == (True, "all weights found locally")
+    assert set(loader.model_refs(fast)) == {"scene", "segmenter", "vlm"}
