@@ -12,6 +12,7 @@ Sections:
      same run, and generate_ad accept latency under that load
   6. draft-backend ad end to end at 1024x1024 and 1080x1920; server and worker RSS over 100 jobs
   7. crash recovery: the worker SIGKILLed mid-job
+  8. placements: a 4-placement draft job vs the same placements as 4 jobs (--only-placements runs just this)
 """
 
 from __future__ import annotations
@@ -289,6 +290,53 @@ async def bench_draft(jobs: int, data: Path) -> dict:
     return {"e2e_median_s": e2e, "e2e_all_s": times, "rss": rss}
 
 
+# ---- 8. placements -----------------------------------------------------------------------
+PLACEMENT_SET = ["square", "portrait", "story", "landscape"]
+
+
+async def bench_placements(data: Path, rounds: int) -> dict:
+    """Draft backend, one worker: a 4-placement job vs the same 4 placements as 4 one-placement jobs, rounds
+    alternating (same machine state for both); submit to completed. Issue 13's target: 4 placements in one
+    job under 2.5x one placement."""
+    copy = {"text_content": "Summer **Sale**", "subline": "Hydrating serum, all day", "cta": "Shop now"}
+
+    async def run(m: JobManager, **fields: Any) -> float:
+        t = time.perf_counter()
+        job = await m.submit(GenerateRequest(product_image=PRODUCT, test_mode=True, seed=5, **copy, **fields))
+        while (st := m.status(job.job_id, with_metrics=False)).status not in ("completed", "failed", "stopped"):
+            await m.wait_for_change(job.job_id, 0.2)
+        if st.status != "completed":
+            raise RuntimeError(f"placements benchmark job {st.status}: {st.error}")
+        return time.perf_counter() - t
+
+    together, apart = [], []
+    async with JobManager(Settings(data_dir=data / "placements", output_dir=data / "placements-out")) as m:
+        await m.wait_ready()
+        await run(m, placements=["square"])  # warm the worker (fonts, browser page)
+        for _ in range(rounds):
+            together.append(await run(m, placements=PLACEMENT_SET))
+            apart.append(sum([await run(m, placements=[p]) for p in PLACEMENT_SET]))
+    row("4 placements x 1 variant, draft (1 job vs 4 jobs)", med(together), med(apart), "s")
+    print(f"  4 placements cost {4 * med(together) / med(apart):.2f}x one placement (mean of the four single jobs)")
+    return {"together": together, "apart": apart, "load": os.getloadavg()[0]}
+
+
+def _placements_section(p: dict) -> list[str]:
+    t, a = med(p["together"]), med(p["apart"])
+    return [
+        "## Placements", "",
+        f"Draft backend, one worker, submit to completed, median of {len(p['together'])} alternating rounds "
+        f"(1-minute load {p['load']:.1f}). Copy: headline, subline and call to action. One job with placements "
+        f"{', '.join(PLACEMENT_SET)} shares the cut-out and one scene (cropped per placement); 4 jobs of one "
+        "placement each run everything 4 times.", "",
+        "| run | median | ratio |", "| --- | --- | --- |",
+        f"| 4 placements, one job | {t:.2f} s | 1.00x |",
+        f"| the same 4 placements as 4 jobs | {a:.2f} s | {a / t:.2f}x (one job is faster by this) |",
+        f"| one placement (mean of those 4 jobs) | {a / 4:.2f} s | 4 placements in one job cost {4 * t / a:.2f}x "
+        "one (issue 13's target: < 2.5x) |", "",
+    ]
+
+
 # ---- 7. crash recovery -------------------------------------------------------------------
 async def bench_crash(data: Path, trials: int) -> dict:
     """SIGKILL the worker while a 1024 px job runs: time until the job reads failed, and until a new worker is
@@ -389,7 +437,8 @@ def machine() -> str:
             f"no GPU, Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
-def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None, crash: dict | None) -> None:
+def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None, crash: dict | None,
+                 placements: dict | None = None) -> None:
     e2e = draft["e2e_median_s"]
     lines = [
         "# Benchmarks", "",
@@ -404,6 +453,8 @@ def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None
         *[f"| {size} | {e2e[size]:.2f} s | {min(ts):.2f} s | {max(ts):.2f} s |"
           for size, ts in draft["e2e_all_s"].items()], "",
     ]
+    if placements is not None:
+        lines += _placements_section(placements)
     if load is not None:
         lines += _load_section(load)
     if crash is not None:
@@ -479,14 +530,41 @@ async def main_async(args: argparse.Namespace) -> None:
         cutout = bench_cutout() if args.cutout else None
         load = await bench_load(data, args.load_seconds, args.load_rounds) if args.load_rounds else None
         draft = await bench_draft(args.jobs, data)
+        placements = await bench_placements(data, args.placement_rounds) if args.placement_rounds else None
         crash = await bench_crash(data, args.crashes) if args.crashes else None
     print()
     print(f"{'benchmark':<60} {'adgen':>14} {'seed':>14} {'ratio':>7}")
     for a, b, c, d in ROWS:
         print(f"{a:<60} {b:>14} {c:>14} {d:>7}")
     if args.write:
-        write_report(REPO / "docs" / "benchmarks.md", draft, load, cutout, crash)
+        write_report(REPO / "docs" / "benchmarks.md", draft, load, cutout, crash, placements)
         print("\nwrote docs/benchmarks.md")
+
+
+async def only_placements(args: argparse.Namespace) -> None:
+    """The placements benchmark alone, its row and section replaced in (or added to) docs/benchmarks.md."""
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        p = await bench_placements(Path(tmp), max(1, args.placement_rounds))
+    if not args.write:
+        return
+    path = REPO / "docs" / "benchmarks.md"
+    lines = path.read_text().splitlines()
+    name, ours, theirs, ratio = ROWS[-1]
+    new_row = f"| {name} | {ours} | {theirs} | {ratio} |"
+    lines = [ln for ln in lines if not ln.startswith(f"| {name} |")]
+    table_end = lines.index("| benchmark | adgen | seed's way | ratio |")
+    while table_end + 1 < len(lines) and lines[table_end + 1].startswith("|"):
+        table_end += 1
+    lines.insert(table_end + 1, new_row)
+    if "## Placements" in lines:  # the old section goes, up to the next heading
+        start = lines.index("## Placements")
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        del lines[start:end]
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("## ") and ln != "## Draft ad end to end"
+               and i > lines.index("## Draft ad end to end")), len(lines))
+    lines[at:at] = _placements_section(p)
+    path.write_text("\n".join(lines) + "\n")
+    print("updated docs/benchmarks.md")
 
 
 def main() -> None:
@@ -498,8 +576,14 @@ def main() -> None:
     p.add_argument("--load-seconds", type=float, default=5.0)
     p.add_argument("--crashes", type=int, default=3, help="crash-recovery trials (0 = skip)")
     p.add_argument("--no-cutout", dest="cutout", action="store_false")
+    p.add_argument("--placement-rounds", type=int, default=3, help="placements benchmark rounds (0 = skip)")
+    p.add_argument("--only-placements", action="store_true",
+                   help="run only the placements benchmark and update its row and section in docs/benchmarks.md")
     p.add_argument("--no-write", dest="write", action="store_false")
     args = p.parse_args()
+    if args.only_placements:
+        anyio.run(only_placements, args)
+        return
     bench_render(args.renders)  # sync Playwright: outside any event loop
     anyio.run(main_async, args)
 

@@ -97,6 +97,10 @@ def build_arguments(args: argparse.Namespace) -> dict[str, Any]:
         arguments["product_image_url"] = args.url
     if args.size:
         arguments["width"], arguments["height"] = args.size
+    if args.placements:
+        arguments["placements"] = [p.strip() for p in args.placements.split(",") if p.strip()]
+    if args.variants is not None:
+        arguments["variants"] = args.variants
     optional = {"seed": args.seed, "html_style_prompt": args.style, "text_color": args.color,
                 "subline": args.subline, "cta": args.cta, "badge": args.badge, "price": args.price,
                 "font_family": args.font, "quality": args.quality}
@@ -263,7 +267,25 @@ async def generate(args: argparse.Namespace) -> int:
     print(f"job {status['job_id']}, seed {status['parameters'].get('seed')}, "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)
     print(shown.resolve() if saved else shown)
+    for path in await _more_results(args, status, saved):  # placements/variants: the others, one a line
+        print(path)
     return EXIT_OK
+
+
+async def _more_results(args: argparse.Namespace, status: dict[str, Any], saved: Path | None) -> list[Path]:
+    """The results after the first: over HTTP downloaded beside the first (under the server's names), over
+    stdio where the server saved them (on this machine)."""
+    out = []
+    for r in (status.get("results") or [])[1:]:
+        artifact = r["uri"].rsplit("/", 1)[-1]
+        if args.server and saved is not None:
+            path = saved.parent / (Path(r["path"]).name if r.get("path") else f"{status['job_id'][:8]}_{artifact}")
+            parts = urlsplit(args.server)
+            await _download(f"{parts.scheme}://{parts.netloc}/jobs/{status['job_id']}/{artifact}", path)
+            out.append(path)
+        elif r.get("path"):
+            out.append(Path(r["path"]))
+    return out
 
 
 # ---- adgen config -------------------------------------------------------------------------
@@ -325,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--font", help="font family (see list_fonts)")
     g.add_argument("--position", default="auto", choices=["top", "center", "bottom", "auto"])
     g.add_argument("--size", type=parse_size, help="output size WxH in pixels, 256-4096 each (default 1024x1024)")
+    g.add_argument("--placements", help="comma-separated named sizes, one ad each: square, portrait, story, "
+                   "landscape, wide (instead of --size)")
+    g.add_argument("--variants", type=int, help="versions of each placement, 1-8, each with its own seed")
     g.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="file format of the ad")
     g.add_argument("--quality", type=int, help="JPEG/WebP quality 1-100 (default 92)")
     g.add_argument("--seed", type=int)

@@ -13,6 +13,8 @@ import base64
 import io
 import json
 import math
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from pipeline.schemas import GenerateRequest
 from pipeline.units import expand_plan, master_canvas, stage_canvas, units_of
 from pipeline.worker.unit_runner import cover
 from tests.conftest import ARTIFACTS as ARTIFACT_DIR
-from tests.conftest import ServerProcess
+from tests.conftest import EXAMPLE, REPO, ServerProcess
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -177,7 +179,7 @@ async def test_four_results_with_exact_sizes_and_distinct_seeds(served: Served) 
             assert img.size == (r["width"], r["height"]) == (placement.width, placement.height)
             # The file says what made it, its own seed included.
             prov = json.loads(img.text["adgen:provenance"])
-            assert (prov["seed"], prov["placement"], prov["variant"]) == (r["seed"], r["placement"], r["variant"])
+            assert prov["seed"] == r["seed"] and prov["job_id"] == served.job_id
             images[f"{r['placement']}-v{r['variant']}"] = np.asarray(img.convert("RGB"), np.int16)
         final = (await http.get(f"/jobs/{served.job_id}/final.png")).content
         assert final == (await http.get(f"/jobs/{served.job_id}/result-story-v1.png")).content  # one-ad clients keep working
@@ -280,3 +282,22 @@ async def test_dashboard_gallery_links_every_result(served: Served) -> None:
         assert [tuple(s) for s in sizes] == [(1080, 1920), (1200, 628)] * 2
         await page.screenshot(path=str(ARTIFACT_DIR / "dashboard-gallery.png"), full_page=True)
         await browser.close()
+
+
+def test_cli_placements_over_http_downloads_every_result(served: Served, tmp_path: Path) -> None:
+    """``adgen generate --placements --variants`` (a real MCP client over HTTP): every result saved beside --out."""
+    out = tmp_path / "ad.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_server.cli", "generate", str(EXAMPLE), "--text", "Two **sizes**",
+         "--placements", "square,landscape", "--variants", "1", "--seed", "9", "--out", str(out),
+         "--server", f"{served.srv.base}/mcp"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    printed = [Path(line) for line in proc.stdout.split("\n") if line.strip()]
+    assert printed[0] == out.resolve() and len(printed) == 2 and printed[1].parent == out.parent
+    assert Image.open(out).size == (1080, 1080)
+    assert Image.open(printed[1]).size == (1200, 628) and "_landscape-v1_" in printed[1].name
+    bad = subprocess.run([sys.executable, "-m", "mcp_server.cli", "generate", str(EXAMPLE), "--placements",
+                          "story", "--size", "800x800", "--server", f"{served.srv.base}/mcp"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert bad.returncode != 0 and "not both" in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image
 
 from pipeline import registry
@@ -75,6 +76,7 @@ class _Units:
     root: JobContext
     units: list[Unit]
     step1: Image.Image | None  # start_step 2: the given picture, cropped for every placement
+    mask: np.ndarray | None  # start_step 2: the product's mask on it (edit_ad, resume), cropped the same way
     masters: dict[int, JobContext] = field(default_factory=dict)  # variant -> its scene's context
     open: dict[str, JobContext] = field(default_factory=dict)  # unit name -> its context while it runs
     regions: dict[str, list[str]] = field(default_factory=dict)  # placement -> copy regions of earlier variants
@@ -96,6 +98,7 @@ class _Units:
             job_id=r.job_id, job_dir=job_dir, request=request, seed=seed, backend=r.backend, plan=r.plan,
             on_step=r.on_step, stop_requested=r.stop_requested, photo=r.photo, cutout=r.cutout,
             cutout_confidence=r.cutout_confidence, warnings=r.warnings, safe=unit.safe,
+            writes=r.writes,  # one writer per job: the report waits for every unit's files
         )
 
     def master(self, variant: int) -> JobContext:
@@ -126,6 +129,8 @@ class _Units:
             ctx.background, ctx.hints = cover(master.background, size), dict(master.hints)
         if self.step1 is not None:
             ctx.step1 = cover(self.step1, size)
+            if self.mask is not None:
+                ctx.mask = np.asarray(cover(Image.fromarray(self.mask).convert("L"), size))
         self.open[unit.name] = ctx
         return ctx
 
@@ -135,7 +140,7 @@ def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
     units = units_of(root.request)
     by_name = {u.name: u for u in units}
     plan = unit_plan(root)
-    state = _Units(root, units, root.step1)
+    state = _Units(root, units, root.step1, root.mask)
     last: dict[str, int] = {}
     for i, key in enumerate(plan):
         if base_key(key) not in SHARED_STAGES and base_key(key) not in VARIANT_STAGES:
@@ -165,20 +170,30 @@ def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
     root = state.root
     image = ctx.final or ctx.step1
     assert image is not None
-    ctx.provenance = {**job_provenance(ctx), "placement": unit.placement, "variant": unit.variant}
     result = root.job_dir / "results" / f"{unit.name}.png"
     result.parent.mkdir(exist_ok=True)
-    write_png(image, result, ctx.provenance)
     first = unit == state.units[0]
-    if first:  # one-ad clients read final.png: the first result, byte for byte
-        tmp = root.job_dir / "final.png.tmp"
-        shutil.copyfile(result, tmp)
-        tmp.replace(root.job_dir / "final.png")
+    written = ctx.job_dir / "final.png"
+    if ctx.final is not None and written.is_file():
+        # The final stage wrote it with its provenance (its seed included): reused, not encoded again. The
+        # first unit's stays final.png (one-ad clients read it), byte for byte the first result.
+        tmp = result.with_name(f".{result.name}.tmp")
+        if first:
+            shutil.copyfile(written, tmp)
+        else:
+            written.replace(tmp)
+        tmp.replace(result)
+    else:  # no copy stage: the step 1 image is the result
+        ctx.provenance = job_provenance(ctx)
+        write_png(image, result, ctx.provenance)
+        if first:
+            shutil.copyfile(result, root.job_dir / "final.png.tmp")
+            (root.job_dir / "final.png.tmp").replace(root.job_dir / "final.png")
     r = root.request
     path: str | None = None
     try:
         delivered = deliver(image, svc.output_dir, result_name(root.job_id, r.text_content, unit.name, r.output_format),
-                            r.output_format, r.quality, ctx.provenance)
+                            r.output_format, r.quality, ctx.provenance, encoded=result)
         path = str(delivered)
     except OSError as exc:  # a full or read-only output folder must not lose the finished job
         root.warnings.append(f"The {unit.name} ad could not be written to the output folder "
