@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import pytest
@@ -22,13 +22,15 @@ import uvicorn
 from mcp import Client
 from mcp.client.extension import ClientExtension
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, TextContent
 from PIL import Image
 
 from mcp_server.server import build_server
 from mcp_server.studio import MAX_CHUNK, STUDIO_URI, register_studio, ui_meta
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
+from pipeline.schemas import GenerateRequest, StatusResponse
 from pipeline.worker.render.browser import CHROMIUM_FLAGS
 from tests.conftest import ARTIFACTS, REPO, free_port
 from tests.helpers import wait_for_job
@@ -113,9 +115,31 @@ class AppsHostExtension(ClientExtension):
 async def studio_server(manager: JobManager, transport: str = "stdio") -> MCPServer:
     """The real server; the Studio is registered here until build_server does it itself."""
     server = build_server(manager, transport)  # type: ignore[arg-type]
-    if "studio_image" not in {t.name for t in await server.list_tools()}:
+    names = {t.name for t in await server.list_tools()}
+    if "studio_image" not in names:
         register_studio(server, manager, transport)
+    if "edit_ad" not in names:
+        add_step2_edit(server, manager)
     return server
+
+
+def add_step2_edit(server: MCPServer, manager: JobManager) -> None:
+    """Until the real edit_ad lands: the same contract on the server's own step 2 resume (start_step=2 +
+    parent_job_id re-renders the text layer on the parent's step 1 image), so the UI's edit path runs for real."""
+
+    @server.tool(name="edit_ad", description="Re-render an ad with changed copy/position/colour/font.")
+    async def edit_ad(job_id: str, ctx: Context, wait_seconds: float = 0.0) -> Annotated[CallToolResult, StatusResponse]:
+        params = getattr(ctx.request_context, "params", None) or {}
+        raw = params.get("arguments") if hasattr(params, "get") else getattr(params, "arguments", None)
+        changes = {k: v for k, v in (raw or {}).items() if k not in ("job_id", "wait_seconds")}
+        parent = manager.status(job_id)
+        kept = {k: v for k, v in parent.parameters.items() if k in GenerateRequest.model_fields
+                and k not in ("start_step", "product_image", "product_image_path", "product_image_url",
+                              "product_mask", "step1_image", "step1_image_path", "parent_job_id")}
+        req = GenerateRequest(**{**kept, **changes, "start_step": 2, "parent_job_id": job_id})
+        st = manager.status((await manager.submit(req)).job_id)
+        return CallToolResult(content=[TextContent(text=f"job {st.job_id}: {st.status}")],
+                              structured_content=st.model_dump(mode="json"))
 
 
 def _size(result: Any) -> int:
@@ -211,9 +235,10 @@ async def hosted_studio(manager: JobManager, theme: str = "light") -> AsyncItera
             async with Client(f"http://127.0.0.1:{port}/mcp", extensions=[AppsHostExtension()]) as client, \
                     async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=Settings().chromium_path, args=CHROMIUM_FLAGS)
-                page = await browser.new_page(viewport={"width": 1180, "height": 900})
+                page = await browser.new_page(viewport={"width": 1180, "height": 1000})
                 session = Session(page=page, frame=None, client=client)
                 page.on("request", lambda req: session.requests.append(req.url))
+                # Shown when a test fails (Chromium's own console, errors and warnings only).
                 page.on("console", lambda msg: msg.type in ("error", "warning") and print("console:", msg.text))
 
                 async def relay(params: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +332,7 @@ async def test_studio_shows_progress_then_the_full_size_ad(manager: JobManager, 
         assert got["size"] == manager.output_file(job).stat().st_size and got["mimeType"] == "image/png"
 
         ARTIFACTS.mkdir(exist_ok=True)
-        await s.page.screenshot(path=str(ARTIFACTS / "studio.png"), full_page=True)
+        await s.page.screenshot(path=str(ARTIFACTS / "studio.png"))
         # Nothing but the relay: the app itself made no network request at all.
         assert s.requests == [], s.requests
 
@@ -327,13 +352,33 @@ async def test_studio_stop_button_stops_the_job(manager: JobManager, product_b64
         assert "stop" in (await s.frame.locator("#notes").inner_text()).lower()
         await wait_for_job(manager, ahead.structured_content["job_id"])
         ARTIFACTS.mkdir(exist_ok=True)
-        await s.page.screenshot(path=str(ARTIFACTS / "studio-dark-stopped.png"), full_page=True)
+        await s.page.screenshot(path=str(ARTIFACTS / "studio-dark-stopped.png"))
+        assert s.requests == [], s.requests
+
+
+async def test_studio_gallery_shows_every_result(manager: JobManager, product_b64: str) -> None:
+    async with hosted_studio(manager) as s:
+        job, result = await start_job(s, product_b64, {"text_content": "갤러리", "placements": ["square", "landscape"],
+                                                       "seed": 4})
+        await wait_for_job(manager, job)
+        await deliver(s, result)
+        first = await shown_final(s, job)
+        assert (first["w"], first["h"]) == (1080, 1080)
+        thumbs = s.frame.locator("#gallery .thumb")
+        await s.frame.wait_for_function(
+            "() => [...document.querySelectorAll('#gallery .thumb img')].filter(i => i.naturalWidth > 0).length === 2",
+            timeout=20_000)
+        assert await thumbs.count() == 2 and "landscape" in await thumbs.nth(1).inner_text()
+        await thumbs.nth(1).click()
+        await s.frame.wait_for_function("() => document.getElementById('final').naturalWidth === 1200", timeout=20_000)
+        assert await s.frame.locator("#final").evaluate("i => i.naturalHeight") == 628
+        assert await thumbs.nth(1).get_attribute("aria-pressed") == "true"
+        ARTIFACTS.mkdir(exist_ok=True)
+        await s.page.screenshot(path=str(ARTIFACTS / "studio-gallery.png"))
         assert s.requests == [], s.requests
 
 
 async def test_studio_edit_copy_through_the_ui(manager: JobManager, product_b64: str) -> None:
-    if "edit_ad" not in {t.name for t in await (await studio_server(manager)).list_tools()}:
-        pytest.skip("edit_ad is not on the server yet (issue 14, the other half)")
     async with hosted_studio(manager) as s:
         job, result = await start_job(s, product_b64, {"text_content": "Before", "width": 768, "height": 768,
                                                        "seed": 9})
@@ -353,7 +398,7 @@ async def test_studio_edit_copy_through_the_ui(manager: JobManager, product_b64:
         context = await s.page.evaluate("() => window.adgenHost.modelContext")
         assert any(new_job in c for c in context), context
         ARTIFACTS.mkdir(exist_ok=True)
-        await s.page.screenshot(path=str(ARTIFACTS / "studio-edited.png"), full_page=True)
+        await s.page.screenshot(path=str(ARTIFACTS / "studio-edited.png"))
         assert s.requests == [], s.requests
 
 

@@ -23,7 +23,7 @@ export class Editor {
   private finished = false; // failed or stopped: nothing to edit
   private busy = false;
   private colorTouched = false;
-  private readonly form = $<HTMLFormElement>("editor");
+  private readonly form = $<HTMLElement>("editor");
   private readonly color = $<HTMLInputElement>("f-text_color");
   private readonly colorAuto = $<HTMLInputElement>("f-color-auto");
   private readonly font = $<HTMLSelectElement>("f-font_family");
@@ -36,8 +36,8 @@ export class Editor {
       this.colorAuto.checked = false;
       this.refresh();
     });
-    this.form.addEventListener("submit", (ev) => {
-      ev.preventDefault();
+    // A button, not a form submission: sandboxed frames without allow-forms drop submit events.
+    $("apply").addEventListener("click", () => {
       const changes = this.changes();
       if (!Object.keys(changes).length || !this.editable || this.busy) return;
       this.setBusy(true);

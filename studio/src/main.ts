@@ -143,9 +143,12 @@ function entriesOf(st: Status): ResultEntry[] {
 }
 
 function entryLabel(e: ResultEntry, i: number): string {
-  const parts = [e.placement, e.variant != null ? `v${e.variant}` : null].filter(Boolean);
-  const size = e.width && e.height ? `${e.width}×${e.height}` : "";
-  return parts.length ? `${parts.join(" ")} ${size}`.trim() : size || `#${i + 1}`;
+  const parts = [e.placement, e.variant != null && e.variant !== 1 ? `v${e.variant}` : null].filter(Boolean);
+  return parts.length ? parts.join(" ") : `#${i + 1}`;
+}
+
+function entrySize(e: ResultEntry): string {
+  return e.width && e.height ? `${e.width}×${e.height}` : "";
 }
 
 async function showResults(st: Status, t: number): Promise<void> {
@@ -164,7 +167,11 @@ async function showResults(st: Status, t: number): Promise<void> {
     thumb.alt = entryLabel(entry, i);
     const label = document.createElement("span");
     label.textContent = entryLabel(entry, i);
-    button.append(thumb, label);
+    const size = document.createElement("span");
+    size.className = "size";
+    size.textContent = entrySize(entry);
+    button.title = `${entryLabel(entry, i)} ${entrySize(entry)}`.trim();
+    button.append(thumb, label, size);
     button.addEventListener("click", () => {
       for (const b of gallery.querySelectorAll(".thumb")) b.setAttribute("aria-pressed", String(b === button));
       void showEntry(st.job_id, entry, token);
