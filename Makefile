@@ -36,9 +36,14 @@ studio:
 	npm ci --prefix studio --no-audit --no-fund --loglevel=error
 	npm run --prefix studio build
 
+# Set-up: npm ci only when the lockfile changed; any failure (no npm, no registry) keeps the committed build.
+studio/node_modules/.package-lock.json: studio/package-lock.json
+	npm ci --prefix studio --no-audit --no-fund --loglevel=error
+
 studio-if-npm:
-	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory studio; \
-	else echo "npm missing: using the committed Studio build (mcp_server/studio/studio.html)"; fi
+	@if ! command -v npm >/dev/null; then echo "npm missing: using the committed Studio build"; \
+	elif $(MAKE) --no-print-directory studio/node_modules/.package-lock.json && npm run --prefix studio build; \
+	then :; else echo "Studio rebuild failed: using the committed build (mcp_server/studio/studio.html)"; fi
 
 # The MCP Inspector CLI (npm), which the tests drive against the stdio server.
 $(INSPECTOR):
