@@ -179,6 +179,7 @@ def test_wheel_ships_every_module_and_the_bundled_fonts(wheel_install: dict[str,
     fonts = sorted(p.name for p in (REPO / "fonts").iterdir() if p.suffix in (".ttf", ".otf") or p.name.startswith("LICENSE"))
     assert len(fonts) >= 6 and {f"adgen_fonts/{f}" for f in fonts} <= names
     assert "mcp_server/dashboard/index.html" in names
+    assert "mcp_server/studio/studio.html" in names  # the committed Studio build: no Node needed to install
     # A source checkout's editable install and the wheel resolve the same folder name.
     from pipeline.config import Settings
 
