@@ -186,6 +186,22 @@ class Settings(BaseSettings):
         "warn", description="At start-up with a GPU backend: warn or refuse when free VRAM is under min_free_vram_gb."
     )
     min_free_vram_gb: float = Field(22.0, ge=0, description="The design doc's L4 figure.")
+    # ---- distributed mode (pipeline/distributed, docs/deploy.md; extra 'distributed') ----
+    queue: str | None = Field(None, description="Unset = local (one worker in this process's care); "
+                              "redis://host:port/db = jobs go to adgen-worker hosts through Dramatiq on Redis.")
+    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL for job files; None = AWS's.")
+    s3_bucket: str = Field("adgen", description="Bucket holding every job's inputs and results.")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket (several deployments, one bucket).")
+    s3_region: str = Field("us-east-1")
+    s3_access_key: str | None = Field(None, repr=False)
+    s3_secret_key: str | None = Field(None, repr=False)
+    host_heartbeat_s: float = Field(10.0, gt=0, le=300, description="How often a worker host says it is alive; "
+                                    "three missed beats and its running job counts as lost.")
+    job_time_limit_s: float = Field(3600.0, gt=0, description="Longest a job may run on a worker host.")
+    requeue_timeout_s: float = Field(600.0, gt=0, description="A lost host's job that no other host takes "
+                                     "within this long fails (nothing stays running forever).")
+    max_lost_hosts: int = Field(2, ge=1, le=10, description="A job whose hosts died this often fails.")
+    worker_name: str | None = Field(None, description="This worker host's name in statuses; None = hostname.")
 
     @classmethod
     def settings_customise_sources(

@@ -34,6 +34,7 @@ from pipeline.jobs.health import (
     resources_response,
 )
 from pipeline.jobs.intake import CheckedInputs, Intake
+from pipeline.jobs.interfaces import JobQueueLike
 from pipeline.jobs.job import Job
 from pipeline.jobs.metrics import MetricsCache
 from pipeline.jobs.queue import JobQueue
@@ -79,6 +80,15 @@ class QueueFull(RuntimeError):
 
 
 class JobManager:
+    def __new__(cls, settings: Settings) -> JobManager:
+        # Selected by config: ADGEN_QUEUE=redis://... gives the distributed manager (pipeline/distributed), whose
+        # queue, job book and executor live in Redis, an S3 bucket and worker hosts; callers stay the same.
+        if cls is JobManager and settings.queue:
+            from pipeline.distributed.manager import DistributedJobManager
+
+            return super().__new__(DistributedJobManager)
+        return super().__new__(cls)
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = JobStore(settings.jobs_dir)
@@ -88,7 +98,7 @@ class JobManager:
         self.brand_kits = self.intake.brand_kits = BrandKitStore(settings.data_dir / "brand_kits", self.fonts, settings)
         self.book = JobBook(settings, self.store)
         self.jobs = self.book.jobs  # read by tests and the load harness
-        self.queue = JobQueue()
+        self.queue: JobQueueLike = JobQueue()
         self.running: str | None = None
         self.worker = WorkerSupervisor(settings, self._on_event, self._on_worker_death)
         self.designers = LLMDesigners(
