@@ -196,6 +196,11 @@ async def test_resource_and_app_only_tool_through_a_client(manager: JobManager, 
         with Image.open(io.BytesIO(jpeg)) as im:
             assert im.format == "JPEG" and im.size == (300, 200) == (c["width"], c["height"])
 
+        jobs = (await client.call_tool("studio_jobs", {"limit": 5})).structured_content["jobs"]
+        assert jobs[0]["job_id"] == job and jobs[0]["text_content"] == "스튜디오"
+        assert (jobs[0]["width"], jobs[0]["height"], jobs[0]["status"]) == (1536, 1024, "completed")
+        assert tools["studio_jobs"].meta["ui"]["visibility"] == ["app"]
+
         delivered = await client.call_tool("studio_image", {"job_id": job, "artifact": "download"})
         assert delivered.structured_content["total_bytes"] == manager.output_file(job).stat().st_size
 
