@@ -18,6 +18,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,7 +30,7 @@ from pipeline.jobs.store import ARTIFACTS, JobStore
 from pipeline.placements import PLACEMENTS
 from pipeline.schemas import GenerateRequest
 from pipeline.units import expand_plan, master_canvas, stage_canvas, units_of
-from pipeline.worker.unit_runner import cover
+from pipeline.worker.reframe import cover, product_window, take
 from tests.conftest import ARTIFACTS as ARTIFACT_DIR
 from tests.conftest import EXAMPLE, REPO, ServerProcess
 from tests.helpers import wait_until
@@ -114,6 +115,30 @@ def test_every_placement_is_a_crop_of_the_shared_scene_without_upscaling() -> No
         grey = np.asarray(crop.convert("L"), np.float32)
         y, x = np.unravel_index(int(grey.argmin()), grey.shape)
         assert abs(x - p.width / 2) < p.width * 0.05 and abs(y - p.height / 2) < p.height * 0.05
+
+
+def test_a_given_picture_is_reframed_around_its_product() -> None:
+    """Step 2 on a story picture, reframed for wide: the whole product stays in the frame (widened past the
+    picture's edges, which are extended blurred, when a crop cannot hold it); a small product off-centre is
+    kept by moving the crop."""
+    pic = Image.new("RGB", (1080, 1920), (200, 170, 140))
+    mask = Image.new("L", pic.size, 0)
+    tall = (300, 500, 480, 1300)  # x, y, w, h: taller than a 16:9 crop of this picture (1080x608) can hold
+    pic.paste((20, 120, 60), (tall[0], tall[1], tall[0] + tall[2], tall[1] + tall[3]))
+    mask.paste(255, (tall[0], tall[1], tall[0] + tall[2], tall[1] + tall[3]))
+    window = product_window(pic.size, (1920, 1080), tall)
+    out = take(pic, window, (1920, 1080))
+    framed = np.asarray(take(mask, window, (1920, 1080), extend=False)) > 127
+    assert out.size == (1920, 1080) and framed.any()
+    ys, xs = np.nonzero(framed)
+    assert ys.min() > 0 and ys.max() < 1079 and xs.min() > 0 and xs.max() < 1919  # the whole product, with air
+    green = np.asarray(out, np.int16)[..., 1] - np.asarray(out, np.int16)[..., 0] > 60
+    assert abs(int(green.sum()) - int(framed.sum())) < 0.05 * framed.sum()  # the product's pixels are where its mask is
+    edge = np.asarray(out, np.float32)[:, :40]  # the extension beside the picture: its own colour, no hard edge
+    assert np.abs(edge - np.array([200, 170, 140])).max() < 12
+    small = (60, 1500, 200, 300)  # low and left: a centred crop (rows 656-1264) would cut it off
+    x, y, w, h = product_window(pic.size, (1920, 1080), small)
+    assert (w, h) == (1080, 607.5) and y <= small[1] and y + h >= small[1] + small[3] and x == 0
 
 
 def test_only_listed_result_names_are_served(tmp_path: Path) -> None:
@@ -301,3 +326,25 @@ def test_cli_placements_over_http_downloads_every_result(served: Served, tmp_pat
                           "story", "--size", "800x800", "--server", f"{served.srv.base}/mcp"],
                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert bad.returncode != 0 and "not both" in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr
+
+
+async def test_resumed_step2_job_crops_the_given_picture_per_placement(served: Served) -> None:
+    """start_step 2 on the finished job's picture, two other placements: each a crop of it, copy set again."""
+    async with Client(f"{served.srv.base}/mcp", mode="legacy") as client:
+        r = await client.call_tool("generate_ad", {"start_step": 2, "parent_job_id": served.job_id,
+                                                   "text_content": "Again", "placements": ["square", "wide"],
+                                                   "use_llm_html": False, "wait_seconds": 50})
+        st = r.structured_content
+        if st["status"] not in ("completed", "failed"):
+            st = (await wait_until(lambda: _finished(client, st["job_id"]), 120, "the step 2 job")).structured_content
+    assert st["status"] == "completed", st
+    assert [(x["placement"], x["width"], x["height"]) for x in st["results"]] == [("square", 1080, 1080),
+                                                                                ("wide", 1920, 1080)]
+    job = served.data_dir / "jobs" / st["job_id"]
+    for layer in (job / "text.png", job / "units" / "wide-v1" / "text.png"):
+        _ink_rows(layer)  # the copy is drawn on every placement
+
+
+async def _finished(client: Client, job_id: str) -> Any:  # the CallToolResult once finished, else None
+    r = await client.call_tool("get_status", {"job_id": job_id, "include_preview": False})
+    return r if r.structured_content["status"] in ("completed", "failed", "stopped") else None

@@ -42,6 +42,7 @@ from pipeline.worker.contact_sheet import Tile, save_contact_sheet
 from pipeline.worker.context import JobContext
 from pipeline.worker.deliver import deliver, result_name
 from pipeline.worker.provenance import job_provenance, write_png
+from pipeline.worker.reframe import cover, product_window, take
 
 if TYPE_CHECKING:
     from pipeline.worker.steps import Services
@@ -52,15 +53,6 @@ THUMB_H = 480  # px: the copies kept for the contact sheet
 # position its earlier variants did not use (the layout planner's own best choice comes first).
 POSITIONS = ("top", "bottom", "center")
 _REGION_POSITION = {"top": "top", "bottom": "bottom", "center": "center", "left": "center", "right": "center"}
-
-
-def cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """The largest centred crop of ``image`` with the aspect of ``size``, scaled to exactly ``size``."""
-    W, H = size
-    scale = max(W / image.width, H / image.height)
-    cw, ch = min(image.width, W / scale), min(image.height, H / scale)
-    x0, y0 = max(0.0, (image.width - cw) / 2), max(0.0, (image.height - ch) / 2)
-    return image.resize((W, H), Image.Resampling.LANCZOS, box=(x0, y0, x0 + cw, y0 + ch))
 
 
 def unit_plan(ctx: JobContext) -> tuple[str, ...]:
@@ -127,12 +119,21 @@ class _Units:
         master = self.masters.get(unit.variant)
         if master is not None and master.background is not None:
             ctx.background, ctx.hints = cover(master.background, size), dict(master.hints)
-        if self.step1 is not None:
-            ctx.step1 = cover(self.step1, size)
+        if self.step1 is not None:  # a given picture (step 2): framed around its product when the mask shows it
+            window = product_window(self.step1.size, size, _box(self.mask))
+            ctx.step1 = take(self.step1, window, size)
             if self.mask is not None:
-                ctx.mask = np.asarray(cover(Image.fromarray(self.mask).convert("L"), size))
+                ctx.mask = np.asarray(take(Image.fromarray(self.mask).convert("L"), window, size, extend=False))
         self.open[unit.name] = ctx
         return ctx
+
+
+def _box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
+    """The product's box (x, y, w, h) on a given picture, from its mask; None without one."""
+    if mask is None or not (mask > 127).any():
+        return None
+    ys, xs = np.nonzero(mask > 127)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
 def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
