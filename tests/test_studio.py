@@ -271,7 +271,8 @@ WATCH = """() => {
   window.__seen = [];
   const snap = () => window.__seen.push({
     state: document.getElementById('studio').dataset.state, stage: document.getElementById('stage').textContent,
-    percent: document.getElementById('percent').textContent, eta: document.getElementById('eta').textContent});
+    percent: document.getElementById('percent').textContent, eta: document.getElementById('eta').textContent,
+    preview: document.getElementById('final').dataset.preview || ''});
   new MutationObserver(snap).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
 

@@ -88,6 +88,7 @@ function renderNotes(st: Status): void {
   clearNotes();
   if (st.status === "failed" || st.status === "stopped") note(st.error || st.message || `Job ${st.status}.`, true);
   for (const w of st.warnings ?? []) note(w);
+  if (st.edit_note) note(st.edit_note);
   if (st.design_note) note(st.design_note);
   if (st.status === "completed" && st.output_file) note(`Saved on the server at ${st.output_file}`);
 }
@@ -114,6 +115,7 @@ function update(st: Status, t: number): void {
   editor.setBase(st);
   if (!TERMINAL.has(st.status)) {
     pollTimer = setTimeout(() => void poll(t), POLL_MS);
+    if (st.step1_result && scenePreviewFor !== st.job_id) void showScene(st.job_id, t);
     return;
   }
   if (!wasTerminal) {
@@ -186,6 +188,27 @@ async function showResults(st: Status, t: number): Promise<void> {
   });
 }
 
+// A long job's scene (step 1) is shown, downscaled, while its text layer is still being made.
+let scenePreviewFor = "";
+
+async function showScene(jobId: string, t: number): Promise<void> {
+  scenePreviewFor = jobId;
+  try {
+    const src = await thumbnail(call, jobId, "step1.png", 1024);
+    if (t !== token || current?.job_id !== jobId || TERMINAL.has(current.status)) return;
+    img.src = src;
+    img.hidden = false;
+    img.dataset.job = "";
+    img.dataset.preview = "step1";
+    $("placeholder").hidden = true;
+    $("dims").textContent = "Scene (step 1), the copy comes next";
+    $<HTMLButtonElement>("download").disabled = true;
+    shown = null;
+  } catch {
+    // no scene yet or an older server: the final image will come
+  }
+}
+
 async function showEntry(jobId: string, entry: ResultEntry, t: number): Promise<void> {
   const where = parseJobUri(entry.uri) ?? { jobId, artifact: "final.png" };
   try {
@@ -196,6 +219,7 @@ async function showEntry(jobId: string, entry: ResultEntry, t: number): Promise<
     if (t !== token) return;
     img.hidden = false;
     img.dataset.job = jobId;
+    delete img.dataset.preview;
     $("placeholder").hidden = true;
     $("dims").textContent = `${img.naturalWidth}×${img.naturalHeight} px`;
     $<HTMLButtonElement>("download").disabled = false;

@@ -27,6 +27,8 @@ export interface Status {
   output_file?: string | null;
   parent_job_id?: string | null;
   design_note?: string | null;
+  edit_note?: string | null;
+  step1_result?: string | null;
   parameters?: Record<string, unknown>;
   final_result?: string | null;
   results?: ResultEntry[] | null;
