@@ -243,7 +243,7 @@ class JobManager:
         self.book.add(job)
         if sampler is not None:
             self._samplers[job_id] = sampler
-        if self.problems and registry.RENDER.key in plan:
+        if self.problems and any(base_key(s) == registry.RENDER.key for s in plan):
             # Fail now with the fix (e.g. install Chromium) rather than with a browser traceback later.
             self._finish(job, "failed", "; ".join(self.problems))
             return JobAccepted(job_id=job_id, status=job.status, queue_position=None)
