@@ -62,6 +62,12 @@ def read_confined(path_text: str, field: str, input_dirs: list[Path], max_bytes:
     return path.read_bytes()
 
 
+# The product photo exactly as uploaded, in the job folder. The server only checks that it decodes (a few
+# ms); the worker decodes it again with the same load_image and writes product.png (the photo as received,
+# for clients), so accepting a job never waits for a PNG encoder (~40 ms for a 768 px photo).
+PHOTO_UPLOAD = "product.upload"
+
+
 def load_image(raw: bytes, field: str, max_pixels: int, notes: list[str] | None = None) -> Image.Image:
     """Decode and fully load image bytes, refusing bombs, truncation and odd formats.
 

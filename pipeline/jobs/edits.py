@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.images import InputError
+from pipeline.images import PHOTO_UPLOAD, InputError
 from pipeline.jobs.book import JobBook
 from pipeline.jobs.job import Job
 from pipeline.jobs.store import JobStore
@@ -75,7 +75,7 @@ def photo_source(book: JobBook, store: JobStore, job: Job) -> str:
     seen = 0
     current: Job | None = job
     while current is not None and seen < MAX_LINEAGE:
-        if store.has(current.id, "product.png"):
+        if store.has(current.id, "product.png") or (store.job_dir(current.id) / PHOTO_UPLOAD).is_file():
             return current.id
         seen += 1
         current = book.jobs.get(current.parent_job_id) if current.parent_job_id else None

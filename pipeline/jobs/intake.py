@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
-from pipeline.images import InputError, load_image, save_png
+from pipeline.images import PHOTO_UPLOAD, InputError, load_image, save_png
 from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.sources import FetchPolicy, read_source
 from pipeline.jobs.store import JobStore
@@ -129,7 +129,7 @@ class Intake:
         else:
             raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
             img = load_image(raw, "product_image", s.max_image_pixels, notes)
-            checked.images["product.png"] = img
+            checked.files[PHOTO_UPLOAD] = raw  # decoded (and product.png written) by the worker
         if req.product_mask:
             mask_raw = self._read("product_mask", req.product_mask)
             checked.images["product_mask.png"] = load_image(mask_raw, "product_mask", s.max_image_pixels).convert("L")
@@ -158,17 +158,17 @@ class Intake:
 
     def _parent_photo(self, job_id: str, checked: CheckedInputs) -> Image.Image:
         """An earlier job's product photo (and given mask), as stored at its intake (edit_ad re-running step 1)."""
-        photo = self.store.artifact(job_id, "product.png")
+        upload = self.store.job_dir(job_id) / PHOTO_UPLOAD
+        photo = upload if upload.is_file() else self.store.artifact(job_id, "product.png")
         if photo is None:
             raise InputError(f"parent_job_id: job {job_id} has no product photo (unknown, a step 2 job, or "
                              "removed); give product_image instead")
-        checked.files["product.png"] = photo.read_bytes()  # read now: the parent may be pruned meanwhile
+        raw = photo.read_bytes()  # read now: the parent may be pruned meanwhile
+        checked.files[photo.name] = raw
         given_mask = self.store.job_dir(job_id) / "product_mask.png"
         if given_mask.is_file():
             checked.files["product_mask.png"] = given_mask.read_bytes()
-        with Image.open(photo) as img:
-            img.load()
-            return img.copy()
+        return load_image(raw, "product_image", self.settings.max_image_pixels)
 
     def write_inputs(self, job_dir: Path, checked: CheckedInputs) -> None:
         """The checked images as files in the job folder (the slow part: resizing and PNG encoding)."""

@@ -6,6 +6,7 @@ The plan, seed and backend arrive decided in ``RunJob``; the runner only execute
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline import registry
+from pipeline.images import PHOTO_UPLOAD, load_image, save_png
 from pipeline.messages import (
     Command,
     DesignAnswer,
@@ -96,6 +98,12 @@ class JobRunner:
             if mask.is_file():
                 with Image.open(mask) as m:
                     ctx.mask = np.asarray(m.convert("L"))
+        elif (upload := ctx.job_dir / PHOTO_UPLOAD).is_file():
+            # The server checked these bytes with the same function; here they are decoded for the job, and
+            # product.png (the photo as received) is encoded beside the first stages rather than before them.
+            ctx.photo = load_image(upload.read_bytes(), "product_image", max_pixels=2**40)
+            threading.Thread(target=save_png, args=(ctx.photo.copy(), ctx.job_dir / "product.png"),
+                             name="product.png", daemon=True).start()
         else:
             ctx.photo = Image.open(ctx.job_dir / "product.png")
             ctx.photo.load()
