@@ -29,6 +29,7 @@ from fontTools import subset
 from fontTools.ttLib import TTFont
 
 from pipeline.fonts import embeddable_chars, face
+from pipeline.worker.design.hyphenate import HYPHENS, copy_language
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # the subsetter narrates every table at INFO
 
@@ -148,6 +149,8 @@ def font_face_css(families: list[str], text: str, fonts_dir: Path) -> str:
     gets a rule, even one that draws nothing of the copy but a space: its range then keeps the
     installed file's blank glyphs out of the page."""
     faces = bundled_faces(fonts_dir)
+    if copy_language(text):  # a hyphen drawn at a soft hyphen (``hyphenate``) comes from the copy's own face
+        text += HYPHENS
     rules = []
     for family in families:
         for path in faces.get(family, ()):

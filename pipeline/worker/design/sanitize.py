@@ -28,6 +28,7 @@ from tinycss2 import ast
 
 from pipeline.fonts import copy_attributes
 from pipeline.messages import MAX_ANSWER_CHARS
+from pipeline.worker.design.hyphenate import copy_language, hyphenate_html
 
 ALLOWED_TAGS = frozenset(
     (
@@ -295,5 +296,5 @@ def build_document(s: Sanitised, width: int, height: int, font_css: str = "") ->
         "</style>"
         f"<style>{s.css}</style>"
         "<style>html, body { background: transparent !important; }</style>"
-        f"</head><body>{s.body}</body></html>"
+        f"</head><body>{hyphenate_html(s.body, copy_language(s.text))}</body></html>"  # soft hyphens: see hyphenate
     )

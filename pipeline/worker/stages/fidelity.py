@@ -127,7 +127,10 @@ class Placed:
         area = float(np.count_nonzero(self.mask > 127))
         self.sigma = max(2.0, 0.04 * np.sqrt(area))  # relighting lives at lower frequencies than the detail
         self.box = _box(self.mask, _radius(area) + int(3 * self.sigma) + 2)
-        self.core, self.weight = product_core(self.mask[self.box]) if self.box else (np.zeros((0, 0), bool), None)
+        self.core: np.ndarray = np.zeros((0, 0), bool)
+        self.weight: np.ndarray | None = None
+        if self.box is not None:
+            self.core, self.weight = product_core(self.mask[self.box])
         self.touched = self.weight > 0 if self.weight is not None else self.core  # the product and its ring
 
     @cached_property
