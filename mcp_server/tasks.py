@@ -6,6 +6,11 @@ ETA in ``statusMessage``, and once completed the same result the tool would have
 may ``tasks/cancel``. The task id is the job id, so a task lives as long as its job (the job
 store survives restarts) and ``get_status``/REST see the same job. Clients that do not opt in,
 and every legacy-protocol client, get today's answers unchanged.
+
+A tasked job never asks for input (``tasks/update`` is refused): it does not borrow the client's
+model for its copy. Sampling is deprecated in protocol 2026-07-28 and the tasks client answers only
+elicitation in-task, so the copy is designed by the server's own designer (Anthropic key, local
+model or template), as for a REST job.
 """
 
 from __future__ import annotations
