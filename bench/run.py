@@ -11,6 +11,7 @@ Sections:
   5. get_status under load (20 MCP clients at 10 Hz over streamable HTTP) vs a do-nothing MCP server in the
      same run, and generate_ad accept latency under that load
   6. draft-backend ad end to end at 1024x1024 and 1080x1920; server and worker RSS over 100 jobs
+     (--only-draft [--baseline DIR] runs just these rows, after the same rows of another checkout)
   7. crash recovery: the worker SIGKILLed mid-job
   8. placements: a 4-placement draft job vs the same placements as 4 jobs (--only-placements runs just this)
 """
@@ -249,13 +250,16 @@ async def bench_load(data: Path, seconds: float, rounds: int) -> dict:
 E2E_SIZES = ((1024, 1024), (1080, 1920))  # (width, height): square, and a 9:16 story
 
 
-async def bench_draft(jobs: int, data: Path) -> dict:
-    """A real server process over REST: end-to-end time per size (median of 5), then RSS over many jobs."""
+async def bench_draft(jobs: int, data: Path, repo: Path = REPO, label: str = "draft") -> dict:
+    """A real server process over REST: end-to-end time per size (median of 5), then RSS over many jobs.
+
+    ``repo``: the checkout whose server runs (``--baseline``: an older one, in the same run)."""
     port = _free_port()
-    env = dict(os.environ, ADGEN_DATA_DIR=str(data / "draft"), ADGEN_LOG_LEVEL="WARNING", ADGEN_KEEP_JOBS="1000",
-               ADGEN_OUTPUT_DIR=str(data / "draft-out"))
+    env = dict(os.environ, ADGEN_DATA_DIR=str(data / label), ADGEN_LOG_LEVEL="WARNING", ADGEN_KEEP_JOBS="1000",
+               ADGEN_OUTPUT_DIR=str(data / f"{label}-out"))
+    load_before = os.getloadavg()[0]
     proc = subprocess.Popen([sys.executable, "-m", "mcp_server", "--transport", "streamable-http", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     server = psutil.Process(proc.pid)
     sizes = [size for size in E2E_SIZES for _ in range(5)]
@@ -282,12 +286,13 @@ async def bench_draft(jobs: int, data: Path) -> dict:
         proc.terminate()
         proc.wait(20)
     e2e = {size: med(ts) for size, ts in times.items()}
+    loadavg = (load_before, os.getloadavg()[0])
     for size, ts in times.items():
-        print(f"draft ad end to end at {size} over REST, median of {len(ts)}: {med(ts):.2f} s "
-              f"(min {min(ts):.2f}, max {max(ts):.2f})")
+        print(f"{label} ad end to end at {size} over REST, median of {len(ts)}: {med(ts):.2f} s "
+              f"(min {min(ts):.2f}, max {max(ts):.2f}; 1-min load {loadavg[0]:.2f} -> {loadavg[1]:.2f})")
     for n, srv, wrk in rss:
         print(f"  after job {n:>3}: server RSS {srv:7.1f} MiB, worker+browser RSS {wrk:7.1f} MiB")
-    return {"e2e_median_s": e2e, "e2e_all_s": times, "rss": rss}
+    return {"e2e_median_s": e2e, "e2e_all_s": times, "rss": rss, "loadavg": loadavg, "repo": str(repo)}
 
 
 # ---- 8. placements -----------------------------------------------------------------------
@@ -437,9 +442,41 @@ def machine() -> str:
             f"no GPU, Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
+def _draft_section(draft: dict, baseline: dict | None) -> list[str]:
+    e2e = draft["e2e_median_s"]
+    lo, hi = draft.get("loadavg", (float("nan"), float("nan")))
+    lines = [
+        "## Draft ad end to end", "",
+        "A real server over REST, submit to completed, median of 5 per size (CPU draft backend; the first job",
+        f"of the run counts too). 1-minute load average before / after: {lo:.2f} / {hi:.2f}.", "",
+        "| size | median | min | max |", "| --- | --- | --- | --- |",
+        *[f"| {size} | {e2e[size]:.2f} s | {min(ts):.2f} s | {max(ts):.2f} s |"
+          for size, ts in draft["e2e_all_s"].items()], "",
+    ]
+    if baseline is not None:
+        blo, bhi = baseline["loadavg"]
+        lines += [
+            f"The same jobs on the baseline checkout, just before in the same run (`--baseline`: {baseline['label']};",
+            f"load {blo:.2f} / {bhi:.2f}):", "",
+            "| size | baseline median | adgen median | ratio |", "| --- | --- | --- | --- |",
+            *[f"| {size} | {old:.2f} s | {e2e[size]:.2f} s | {old / e2e[size]:.2f}x |"
+              for size in e2e if (old := baseline["e2e_median_s"].get(size))],
+            "",
+        ]
+    return lines
+
+
+def update_draft_section(path: Path, draft: dict, baseline: dict | None) -> None:
+    """Replace only the draft end-to-end section of an existing report (``--only-draft``)."""
+    text = path.read_text()
+    start = text.index("## Draft ad end to end")
+    end = text.find("\n## ", start + 1)
+    section = "\n".join(_draft_section(draft, baseline))
+    path.write_text(text[:start] + section + (text[end + 1:] if end >= 0 else "\n"))
+
+
 def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None, crash: dict | None,
                  placements: dict | None = None) -> None:
-    e2e = draft["e2e_median_s"]
     lines = [
         "# Benchmarks", "",
         f"Machine: {machine()}.", f"Run: `python -m bench.run` on {time.strftime('%Y-%m-%d')}.", "",
@@ -447,11 +484,7 @@ def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None
         "better ours is (time, bytes, loads or IoU).", "",
         "| benchmark | adgen | seed's way | ratio |", "| --- | --- | --- | --- |",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in ROWS], "",
-        "## Draft ad end to end", "",
-        "A real server over REST, submit to completed, median of 5 per size (CPU draft backend):", "",
-        "| size | median | min | max |", "| --- | --- | --- | --- |",
-        *[f"| {size} | {e2e[size]:.2f} s | {min(ts):.2f} s | {max(ts):.2f} s |"
-          for size, ts in draft["e2e_all_s"].items()], "",
+        *_draft_section(draft, None),
     ]
     if placements is not None:
         lines += _placements_section(placements)
@@ -522,6 +555,20 @@ def _load_section(load: dict) -> list[str]:
     ]
 
 
+async def main_draft(args: argparse.Namespace) -> None:
+    """``--only-draft``: the draft end-to-end rows (after the baseline's, when given), their section updated."""
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        data = Path(tmp)
+        baseline = None
+        if args.baseline:
+            baseline = await bench_draft(10, data, args.baseline, "baseline")
+            baseline["label"] = args.baseline_label or args.baseline.name
+        draft = await bench_draft(10, data)
+    if args.write:
+        update_draft_section(REPO / "docs" / "benchmarks.md", draft, baseline)
+        print("\nupdated the draft section of docs/benchmarks.md")
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # a late worker write must not fail the run
         data = Path(tmp)
@@ -580,7 +627,16 @@ def main() -> None:
     p.add_argument("--only-placements", action="store_true",
                    help="run only the placements benchmark and update its row and section in docs/benchmarks.md")
     p.add_argument("--no-write", dest="write", action="store_false")
+    p.add_argument("--only-draft", action="store_true",
+                   help="run only the draft end-to-end rows (10 jobs) and update their section in docs/benchmarks.md")
+    p.add_argument("--baseline", help="with --only-draft: a checkout (e.g. `git worktree add /tmp/base <commit>`) "
+                                      "whose draft rows run first in the same run, for comparison")
+    p.add_argument("--baseline-label", help="how the report names the baseline (default: its folder name)")
     args = p.parse_args()
+    if args.only_draft:
+        args.baseline = Path(args.baseline).resolve() if args.baseline else None
+        anyio.run(main_draft, args)
+        return
     if args.only_placements:
         anyio.run(only_placements, args)
         return
