@@ -19,7 +19,6 @@ from PIL import Image
 from pipeline.cssvalues import css_font_stack, is_gradient, parse_font_family
 from pipeline.fonts import copy_attributes
 from pipeline.worker.design.hyphenate import copy_language, hyphenate_html
-from pipeline.worker.design.hyphenate import copy_language, hyphenate_html
 from pipeline.worker.layout import (
     BUTTON_X,
     BUTTON_Y,
@@ -251,8 +250,6 @@ def design_template(
     parts = spec.parts
     text = parts.plain()  # every part's text: the font stack and dir/lang cover all of them
     body = f'<div class="copy">{render_markup(parts.headline)}</div>' + _secondary(parts)
-    # Soft hyphens in long words: this Chromium has no hyphenation dictionaries, so hyphens:auto does nothing.
-    body = hyphenate_html(body, copy_language(text))
     # Soft hyphens in long words: this Chromium has no hyphenation dictionaries, so hyphens:auto does nothing.
     body = hyphenate_html(body, copy_language(text))
     z = PartSizes.of(font_px, min_font_px((spec.width, spec.height)))
