@@ -345,6 +345,11 @@ async def test_studio_shows_progress_then_the_full_size_ad(manager: JobManager, 
 
 async def test_studio_stop_button_stops_the_job(manager: JobManager, product_b64: str) -> None:
     async with hosted_studio(manager, theme="dark") as s:
+        # A call the server refused: its one-line error is shown, and the app stays usable.
+        bad = await s.client.call_tool("generate_ad", {"product_image": product_b64, "width": 100})
+        assert bad.is_error
+        await deliver(s, bad.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        await s.frame.locator("#notes .note.error", has_text="width").wait_for(timeout=5_000)
         ahead = await s.client.call_tool("generate_ad", {"product_image": product_b64, "text_content": "앞",
                                                          "width": 1080, "height": 1920, "wait_seconds": 0})
         job, result = await start_job(s, product_b64, {"text_content": "멈춤", "width": 1080, "height": 1920})
