@@ -18,7 +18,7 @@ from pipeline.worker.context import JobContext
 from pipeline.worker.design import brand as kits
 from pipeline.worker.design.logo import add_logo
 from pipeline.worker.render.browser import TextRenderer
-from pipeline.worker.stages.contrast import hex_rgb, measure_page, record, strongest, warning
+from pipeline.worker.stages.contrast import choose, hex_rgb, measure_page, record, strongest, warning
 from pipeline.worker.stages.design import DesignSpec, design_template
 
 
@@ -80,7 +80,12 @@ def readable(ctx: JobContext, renderer: TextRenderer, layer: Image.Image) -> Ima
     if result.failing and ctx.design.designer == "template" and spec is not None and ctx.layout is not None:
         colour = spec.text_color if spec.text_color and hex_rgb(spec.text_color) else (
             ctx.design.color if hex_rgb(ctx.design.color) else "#ffffff")
-        fix = strongest(colour)
+        # The lightest panel predicted to reach the threshold, else the strongest one for that colour.
+        box = ctx.layout.copy_box
+        fix = choose(colour, ctx.step1, tuple(box) if box is not None else None,  # type: ignore[arg-type]
+                     max(f.required for f in result.failing), need_panel=True)
+        if fix.panel is None or fix.predicted < max(f.required for f in result.failing) * 1.15:
+            fix = strongest(colour)
         spec = ctx.design_spec = replace(spec, text_color=fix.color, panel_fill=fix.panel_css)
         ctx.template = ctx.design = design_template(spec, ctx.analysis, ctx.step1, ctx.mask, ctx.font_css, ctx.layout)
         (ctx.job_dir / "design.html").write_text(ctx.design.html)

@@ -146,29 +146,50 @@ def ink_lines(glyphs: np.ndarray) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+def _colour_groups(text_l: np.ndarray) -> list[np.ndarray]:
+    """Glyph pixels split by colour when a line mixes a light and a dark one (dark words on a highlight in a
+    light line): each is read against its own surroundings."""
+    lo, hi = np.percentile(text_l, 5), np.percentile(text_l, 95)
+    middle = (text_l > lo + (hi - lo) / 3) & (text_l < hi - (hi - lo) / 3)
+    groups = [text_l < (lo + hi) / 2, text_l >= (lo + hi) / 2]
+    # Two colours make two modes; antialiased edges make a continuum (many pixels in between).
+    if hi - lo < 0.3 or middle.mean() > 0.15 or min(g.mean() for g in groups) < 0.05:
+        return [np.ones(text_l.shape, bool)]
+    return groups
+
+
 def measure(final_rgb: Image.Image, glyph_layer: Image.Image) -> Contrast:
-    """Contrast of every line of copy: glyph cores against the rest of the line's box, in the final picture."""
+    """Contrast of every line of copy: the glyphs' cores against the pixels right around them (a ring a tenth of
+    the line's height wide, 3-10 px, other glyphs excluded), in the final picture."""
     rgb = np.asarray(final_rgb.convert("RGB"))
     alpha = np.asarray(glyph_layer.getchannel("A"))
     glyphs = alpha >= 128
     H, W = glyphs.shape
     lum = luminance(rgb)
     kernel = np.ones((3, 3), np.uint8)
-    core = cv2.erode((alpha >= 230).astype(np.uint8), kernel) > 0
+    opaque = alpha >= 230
+    core = cv2.erode(opaque.astype(np.uint8), kernel) > 0
     halo = cv2.dilate(glyphs.astype(np.uint8), kernel, iterations=2) > 0
     out = []
     for x0, y0, x1, y1 in ink_lines(glyphs):
         h = y1 - y0
-        pad = max(2, round(h * 0.25))
-        bx0, by0, bx1, by1 = max(0, x0 - pad), max(0, y0 - pad), min(W, x1 + pad), min(H, y1 + pad)
-        c = core[y0:y1, x0:x1]
-        text_px = lum[y0:y1, x0:x1][c if c.sum() >= 8 else glyphs[y0:y1, x0:x1]]
-        bg_px = lum[by0:by1, bx0:bx1][~halo[by0:by1, bx0:bx1]]
-        if text_px.size == 0:
+        ring = max(3, min(10, round(h * 0.1)))  # what lies right around the letters (2 px of antialiasing skipped)
+        bx0, by0, bx1, by1 = max(0, x0 - ring), max(0, y0 - ring), min(W, x1 + ring), min(H, y1 + ring)
+        sub = (slice(by0, by1), slice(bx0, bx1))
+        inside = np.zeros((by1 - by0, bx1 - bx0), bool)
+        inside[y0 - by0: y1 - by0, x0 - bx0: x1 - bx0] = True
+        # The glyphs' cores (thin strokes of small text have none after erosion: their opaque pixels then).
+        text = next((inside & m[sub] for m in (core, opaque) if (inside & m[sub]).sum() >= 8), inside & glyphs[sub])
+        ys, xs = np.nonzero(text)
+        if ys.size == 0:
             continue
-        text_l = float(np.median(text_px))
-        r = ratio(text_l, worst_background(text_l, bg_px))
-        out.append(LineContrast((x0, y0, x1, y1), round(r, 2), threshold(h / INK_TO_EM, (W, H))))
+        for group in _colour_groups(lum[sub][ys, xs]):
+            mask = np.zeros(text.shape, np.uint8)
+            mask[ys[group], xs[group]] = 1
+            near = cv2.dilate(mask, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)) > 0
+            text_l = float(np.median(lum[sub][ys[group], xs[group]]))
+            r = ratio(text_l, worst_background(text_l, lum[sub][near & ~halo[sub]]))
+            out.append(LineContrast((x0, y0, x1, y1), round(r, 2), threshold(h / INK_TO_EM, (W, H))))
     return Contrast(tuple(out))
 
 

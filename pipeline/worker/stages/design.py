@@ -77,6 +77,7 @@ def copy_parts(request: Any) -> CopyParts:
                      request.cta or "")
 
 
+ALERT_RED = "#d6372e"  # badge and accent fill: white lettering on it reaches WCAG's 4.5:1 (4.7)
 _MARKUP = re.compile(r"\*\*(.+?)\*\*|==(.+?)==", re.DOTALL)
 
 
@@ -199,7 +200,7 @@ def _accent(color: str) -> tuple[str, str]:
     colour, with dark or white lettering on it; a warm accent under gradient copy."""
     lum = _hex_luminance(color)
     if is_gradient(color) or lum is None:
-        return ("#e8453c", "#ffffff") if is_gradient(color) else (color, "#1d1d1f")
+        return (ALERT_RED, "#ffffff") if is_gradient(color) else (color, "#1d1d1f")
     return color, ("#1d1d1f" if lum > 0.5 else "#ffffff")
 
 
@@ -254,7 +255,7 @@ def design_template(
     body = hyphenate_html(body, copy_language(text))
     z = PartSizes.of(font_px, min_font_px((spec.width, spec.height)))
     accent = spec.accent_fill or _accent(color)
-    badge = spec.badge_fill or ("#e8453c", "#ffffff")
+    badge = spec.badge_fill or (ALERT_RED, "#ffffff")
     halo = "rgba(255,255,255,.35)" if (_hex_luminance(color) or 1.0) < 0.4 else "rgba(0,0,0,.35)"
     body_stack = css_font_stack(parse_font_family(spec.body_font_family), text) if spec.body_font_family else ""
     body_font = f".sub, .row, .cta {{ font-family: {body_stack}; }}" if body_stack else ""
