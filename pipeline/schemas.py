@@ -402,6 +402,8 @@ class ResultItem(BaseModel):
     seed: int = Field(description="The seed this result's scene was generated with.")
     uri: str = Field(description="The PNG: an adgen:// resource URI (MCP) or a server path (REST).")
     path: str | None = Field(None, description="Its copy in the server's output folder (absolute path).")
+    contrast_ratio: float | None = Field(None, description="Its copy's lowest WCAG contrast against what is behind "
+                                         "it (null without copy).")
 
 
 class StopResponse(BaseModel):

@@ -293,6 +293,8 @@ async def test_logo_in_every_placement_inside_its_safe_zone(server) -> None:
             "start_step": 2, "step1_image": _flat((40, 60, 90), 1080), "text_content": "New season",
             "brand_kit": "corner-kit", "placements": ["story", "landscape"]})
     assert st["contrast_ratio"] is not None and st["contrast_ratio"] >= 3.0, st
+    ratios = [r["contrast_ratio"] for r in st["results"]]
+    assert len(ratios) == 2 and None not in ratios and st["contrast_ratio"] == min(ratios), st["results"]
     for name in ("story", "landscape"):
         p = PLACEMENTS[name]
         img = Image.open(job_dir / "results" / f"{name}-v1.png")

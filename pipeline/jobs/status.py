@@ -46,9 +46,10 @@ def result_items(job: Job, final_link: str | None) -> list[ResultItem]:
     base = final_link.rsplit("/", 1)[0]
     if not job.report.results:
         return [ResultItem(placement=CUSTOM, variant=1, width=job.width, height=job.height, seed=job.seed,
-                           uri=final_link, path=job.report.output_file)]
+                           uri=final_link, path=job.report.output_file, contrast_ratio=job.report.contrast_ratio)]
     return [ResultItem(placement=r["placement"], variant=r["variant"], width=r["width"], height=r["height"],
-                       seed=r["seed"], uri=f"{base}/{r['artifact']}", path=r.get("path"))
+                       seed=r["seed"], uri=f"{base}/{r['artifact']}", path=r.get("path"),
+                       contrast_ratio=r.get("contrast_ratio"))
             for r in job.report.results]
 
 

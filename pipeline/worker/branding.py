@@ -91,8 +91,9 @@ def readable(ctx: JobContext, renderer: TextRenderer, layer: Image.Image) -> Ima
         (ctx.job_dir / "design.html").write_text(ctx.design.html)
         layer = draw(ctx.design.html)
         result = measure_page(ctx.design.html, draw, ctx.step1, layer)
-    if result.ratio is not None:
-        ctx.contrast_ratio = record(ctx.job_id, result.ratio)  # the lowest of the job's results so far
+    if result.ratio is not None:  # this result's ratio; the job's lowest over all its results is kept beside it
+        ctx.contrast_ratio = result.ratio
+        record(ctx.job_id, result.ratio)
     if note := warning(result):
         ctx.warnings.append(note)
     return layer

@@ -209,4 +209,5 @@ def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
     note = f"{unit.width}x{unit.height} · seed {seed}"
     state.tiles[unit.name] = Tile(thumb, f"{unit.placement} v{unit.variant}", note)
     root.results.append({"placement": unit.placement, "variant": unit.variant, "width": unit.width,
-                         "height": unit.height, "seed": seed, "artifact": unit.artifact, "path": path})
+                         "height": unit.height, "seed": seed, "artifact": unit.artifact, "path": path,
+                         "contrast_ratio": ctx.contrast_ratio})
