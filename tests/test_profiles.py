@@ -160,14 +160,21 @@ def test_scene_model_is_given_the_product(tmp_path: Path, tiny_hub, profile: str
     from pipeline.worker.layout import Box
 
     other_canvas, _ = place_product(other_cut, canvas.size, Box(88, 100, 80, 120))
-    if profile == "fast":  # the reference alone, with the very same canvas
+    outside = mask == 0
+    # Mask semantics: the product's core is outside the painted area, so the model sees it on the canvas
+    # (a mask painting everything, or the inverse, would make the product's pixels irrelevant to the scene).
+    changed = backend.scene(other_canvas, paint, ref, "a wooden table", "", 5, 3.5, lambda f, s: None)
+    seen = np.abs(np.asarray(changed, np.int16) - again)[outside].mean()
+    everything = np.full_like(paint, 255)
+    blind = np.asarray(backend.scene(other_canvas, everything, ref, "a wooden table", "", 5, 3.5, lambda f, s: None),
+                       np.int16)
+    blind_again = backend.scene(canvas, everything, ref, "a wooden table", "", 5, 3.5, lambda f, s: None)
+    unseen = np.abs(np.asarray(blind_again, np.int16) - blind)[outside].mean()
+    assert seen > 0.5 and unseen < seen / 5, (seen, unseen)  # painting everything: the product barely matters
+    if profile == "fast":  # klein also gets the product as image_reference: the reference alone changes the scene
         changed = backend.scene(canvas, paint, product_reference(other_cut), "a wooden table", "", 5, 3.5,
                                 lambda f, s: None)
-    else:
-        changed = backend.scene(other_canvas, paint, ref, "a wooden table", "", 5, 3.5, lambda f, s: None)
-    outside = mask == 0
-    diff = np.abs(np.asarray(changed, np.int16) - again)[outside].mean()
-    assert diff > 0.5, diff
+        assert np.abs(np.asarray(changed, np.int16) - again)[outside].mean() > 0.5
     info = backend.info()
     assert info["profile"] == profile and info["one_pass"] and info["generator"]["pipeline"] == pipeline_cls
     assert info["models"]["scene"]["license"] == profiles.UNKNOWN.name  # a test repo has no known licence
