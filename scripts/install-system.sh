@@ -12,6 +12,8 @@ command -v fc-list >/dev/null || need+=(fontconfig)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf ] || need+=(fonts-noto-core)
+# --test: the servers tests/test_distributed.py starts (distributed mode's Redis); never needed by `make demo`.
+if [ "${1:-}" = "--test" ]; then command -v redis-server >/dev/null || need+=(redis-server); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
