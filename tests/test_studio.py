@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -22,15 +22,13 @@ import uvicorn
 from mcp import Client
 from mcp.client.extension import ClientExtension
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, TextContent
+from mcp.server.mcpserver import MCPServer
 from PIL import Image
 
 from mcp_server.server import build_server
-from mcp_server.studio import MAX_CHUNK, STUDIO_URI, register_studio, ui_meta
+from mcp_server.studio import MAX_CHUNK, STUDIO_URI, ui_meta
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
-from pipeline.schemas import GenerateRequest, StatusResponse
 from pipeline.worker.render.browser import CHROMIUM_FLAGS
 from tests.conftest import ARTIFACTS, REPO, free_port
 from tests.helpers import wait_for_job
@@ -113,33 +111,11 @@ class AppsHostExtension(ClientExtension):
 
 
 async def studio_server(manager: JobManager, transport: str = "stdio") -> MCPServer:
-    """The real server; the Studio is registered here until build_server does it itself."""
+    """The real server: build_server wires the Studio (Apps extension) and the real edit_ad."""
     server = build_server(manager, transport)  # type: ignore[arg-type]
     names = {t.name for t in await server.list_tools()}
-    if "studio_image" not in names:
-        register_studio(server, manager, transport)
-    if "edit_ad" not in names:
-        add_step2_edit(server, manager)
+    assert {"studio_image", "studio_jobs", "edit_ad"} <= names
     return server
-
-
-def add_step2_edit(server: MCPServer, manager: JobManager) -> None:
-    """Until the real edit_ad lands: the same contract on the server's own step 2 resume (start_step=2 +
-    parent_job_id re-renders the text layer on the parent's step 1 image), so the UI's edit path runs for real."""
-
-    @server.tool(name="edit_ad", description="Re-render an ad with changed copy/position/colour/font.")
-    async def edit_ad(job_id: str, ctx: Context, wait_seconds: float = 0.0) -> Annotated[CallToolResult, StatusResponse]:
-        params = getattr(ctx.request_context, "params", None) or {}
-        raw = params.get("arguments") if hasattr(params, "get") else getattr(params, "arguments", None)
-        changes = {k: v for k, v in (raw or {}).items() if k not in ("job_id", "wait_seconds")}
-        parent = manager.status(job_id)
-        kept = {k: v for k, v in parent.parameters.items() if k in GenerateRequest.model_fields
-                and k not in ("start_step", "product_image", "product_image_path", "product_image_url",
-                              "product_mask", "step1_image", "step1_image_path", "parent_job_id")}
-        req = GenerateRequest(**{**kept, **changes, "start_step": 2, "parent_job_id": job_id})
-        st = manager.status((await manager.submit(req)).job_id)
-        return CallToolResult(content=[TextContent(text=f"job {st.job_id}: {st.status}")],
-                              structured_content=st.model_dump(mode="json"))
 
 
 def _size(result: Any) -> int:
