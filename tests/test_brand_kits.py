@@ -376,3 +376,17 @@ def test_woff2_font_and_logo_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="input folders"):
         store.save(BrandKitInput(**kit("outside", logo=str(tmp_path / "outside.png"))))
     assert [k.name for k in store.list()] == ["woff"]
+
+
+async def test_logo_on_an_ad_without_copy(server) -> None:
+    """No copy, no text layer: the kit's logo still goes on the delivered picture, in its corner."""
+    manager = server.manager
+    async with Client(server, mode="legacy") as client:
+        await client.call_tool("save_brand_kit", kit("quiet-kit", logo=logo_png(), logo_corner="bottom-right"))
+        st, job_dir = await _job(client, manager, {"start_step": 2, "step1_image": _flat((200, 200, 190)),
+                                                   "brand_kit": "quiet-kit"})
+    final = Image.open(job_dir / "final.png")
+    box = magenta_box(final)
+    assert box is not None and 0.9 * 1024 < box[2] <= 1024 - 40 and 0.9 * 1024 < box[3] <= 1024 - 40, box
+    assert st["contrast_ratio"] is None
+    assert magenta_box(Image.open(st["output_file"])) == box  # the delivered file is the same picture

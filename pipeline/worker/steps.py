@@ -217,9 +217,10 @@ def final(ctx: JobContext, svc: Services) -> None:
 
 def deliver_final(ctx: JobContext, svc: Services) -> None:
     """After the plan: the final image in the job folder and, for people, in the output folder."""
-    image = ctx.final or ctx.step1
+    # No copy stage: final.png is the step 1 image (with a brand kit's logo), saying what made it.
+    image = ctx.final or (branding.with_logo(ctx, ctx.step1) if ctx.step1 is not None else None)
     assert image is not None
-    if ctx.final is None:  # no copy stage: final.png is the step 1 image, saying what made it
+    if ctx.final is None:
         ctx.provenance = job_provenance(ctx)
         ctx.save("final.png", image, ctx.provenance)
     r = ctx.request

@@ -38,6 +38,7 @@ from pipeline.units import (
     tag_of,
     units_of,
 )
+from pipeline.worker.branding import with_logo
 from pipeline.worker.contact_sheet import Tile, save_contact_sheet
 from pipeline.worker.context import JobContext
 from pipeline.worker.deliver import deliver, result_name
@@ -169,7 +170,7 @@ def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
 def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
     """A unit's image into results/, the output folder and (for the first) final.png."""
     root = state.root
-    image = ctx.final or ctx.step1
+    image = ctx.final or (with_logo(ctx, ctx.step1) if ctx.step1 is not None else None)  # no copy: logo only
     assert image is not None
     result = root.job_dir / "results" / f"{unit.name}.png"
     result.parent.mkdir(exist_ok=True)
