@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     )
     scene_model: str | None = Field(None, description="One-pass scene model (id or folder); None = the profile's.")
     scene_revision: str | None = Field(None, description="Hub branch, tag or commit of scene_model.")
+    scene_pipeline: Literal["Flux2KleinInpaintPipeline", "FluxFillPipeline", "FluxKontextInpaintPipeline"] | None = (
+        Field(None, description="One-pass pipeline class; None = the profile's. FluxKontextInpaintPipeline (default "
+              "model FLUX.1-Kontext-dev, non-commercial) is quality's alternative to FLUX.1 Fill."))
     # Revisions: None = the commit a public source pins for the default model (docs/models.md), else "main".
     flux_model: str = Field("black-forest-labs/FLUX.1-dev", description="classic profile: FLUX.1 id or folder.")
     flux_revision: str | None = Field(None, description="Hub branch, tag or commit of flux_model.")

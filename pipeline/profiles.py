@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 ProfileName = Literal["fast", "quality", "classic"]
 PROFILE_NAMES: tuple[ProfileName, ...] = ("fast", "quality", "classic")
-ScenePipeline = Literal["Flux2KleinInpaintPipeline", "FluxFillPipeline", "FluxPipeline"]
+ScenePipeline = Literal["Flux2KleinInpaintPipeline", "FluxFillPipeline", "FluxKontextInpaintPipeline", "FluxPipeline"]
+KONTEXT = "black-forest-labs/FLUX.1-Kontext-dev"  # ADGEN_SCENE_PIPELINE=FluxKontextInpaintPipeline: its default model
+KONTEXT_STEPS_GUIDANCE = (28, 2.5)  # BFL's Kontext [dev] defaults
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,23 @@ def active(settings: Settings) -> Profile:
     return PROFILES[resolve_name(settings)]
 
 
+def scene_pipeline(settings: Settings) -> ScenePipeline:
+    """The generator's pipeline class: ``ADGEN_SCENE_PIPELINE`` for a one-pass profile, else the profile's."""
+    p = active(settings)
+    return settings.scene_pipeline if p.one_pass and settings.scene_pipeline else p.scene_pipeline
+
+
 def generator_model(settings: Settings) -> str:
-    """The generator's id or folder: the role setting, else the profile's default."""
+    """The generator's id or folder: the role setting, else the profile's default (Kontext [dev] when the
+    Kontext inpainting pipeline is chosen instead of the profile's)."""
     p = active(settings)
     if p.name == "classic":
         return settings.flux_model
-    return settings.scene_model or p.scene_model
+    if settings.scene_model:
+        return settings.scene_model
+    if scene_pipeline(settings) == "FluxKontextInpaintPipeline" and p.scene_pipeline != "FluxKontextInpaintPipeline":
+        return KONTEXT
+    return p.scene_model
 
 
 def segmenter_model(settings: Settings) -> str:
@@ -140,7 +153,10 @@ def vlm_model(settings: Settings) -> str:
 def steps_and_guidance(settings: Settings) -> tuple[int, float]:
     """The generator's steps (``ADGEN_FLUX_STEPS`` overrides any profile's) and guidance."""
     p = active(settings)
-    return settings.flux_steps or p.steps, p.guidance
+    steps, guidance = p.steps, p.guidance
+    if scene_pipeline(settings) == "FluxKontextInpaintPipeline" and p.scene_pipeline != "FluxKontextInpaintPipeline":
+        steps, guidance = KONTEXT_STEPS_GUIDANCE
+    return settings.flux_steps or steps, guidance
 
 
 def describe(settings: Settings, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -153,8 +169,9 @@ def describe(settings: Settings, models: dict[str, dict[str, Any]]) -> dict[str,
         lic = licence_of(str(entry.get("id")))
         out[role] = {**entry, "license": lic.name, "commercial_use": lic.commercial}
     return {
-        "name": p.name, "requested": settings.profile, "scene_pipeline": p.scene_pipeline, "one_pass": p.one_pass,
-        "steps": steps_and_guidance(settings)[0], "guidance": p.guidance, "dtype": p.dtype,
+        "name": p.name, "requested": settings.profile, "scene_pipeline": scene_pipeline(settings),
+        "one_pass": p.one_pass, "steps": steps_and_guidance(settings)[0], "guidance": steps_and_guidance(settings)[1],
+        "dtype": p.dtype,
         "vram_gb_estimate": p.vram_gb, "purpose": p.purpose, "models": out,
         "commercial_use": all(m["commercial_use"] for m in out.values()) if out else None,
     }

@@ -47,6 +47,9 @@ def test_profile_resolution_and_role_overrides(tmp_path: Path) -> None:
     classic = Settings(data_dir=tmp_path, flux_model="black-forest-labs/FLUX.1-schnell")
     assert profiles.resolve_name(classic) == "classic"
     assert loader.model_refs(classic)["flux"].id.endswith("schnell") and loader.flux_profile(classic)[1:] == (4, 0.0)
+    kontext = Settings(data_dir=tmp_path, profile="quality", scene_pipeline="FluxKontextInpaintPipeline")
+    assert loader.model_refs(kontext)["scene"].id == profiles.KONTEXT
+    assert profiles.steps_and_guidance(kontext) == (28, 2.5)
     quality = Settings(data_dir=tmp_path, profile="quality")
     q = loader.model_refs(quality)
     assert q["scene"].id == "black-forest-labs/FLUX.1-Fill-dev" and q["vlm"].id == "Qwen/Qwen2-VL-7B-Instruct"
@@ -138,9 +141,12 @@ def placed(size: int = 256) -> tuple[Image.Image, np.ndarray, Image.Image]:
 
 
 @pytest.mark.parametrize("profile,pipeline_cls", [("fast", "Flux2KleinInpaintPipeline"),
-                                                   ("quality", "FluxFillPipeline")])
+                                                   ("quality", "FluxFillPipeline"),
+                                                   ("quality", "FluxKontextInpaintPipeline")])
 def test_scene_model_is_given_the_product(tmp_path: Path, tiny_hub, profile: str, pipeline_cls: str) -> None:
-    backend = DiffusionBackend(profile_settings(tmp_path, tiny_hub, profile))
+    kontext = pipeline_cls == "FluxKontextInpaintPipeline"
+    extra = {"scene_pipeline": pipeline_cls, "scene_model": tiny_hub["kontext"]} if kontext else {}
+    backend = DiffusionBackend(profile_settings(tmp_path, tiny_hub, profile, **extra))
     assert backend.one_pass and backend.plan is not None and "scene" in backend.plan.resident
     canvas, mask, cut = placed()
     paint, ref = paint_mask(mask), product_reference(cut)
@@ -171,7 +177,7 @@ def test_scene_model_is_given_the_product(tmp_path: Path, tiny_hub, profile: str
     blind_again = backend.scene(canvas, everything, ref, "a wooden table", "", 5, 3.5, lambda f, s: None)
     unseen = np.abs(np.asarray(blind_again, np.int16) - blind)[outside].mean()
     assert seen > 0.5 and unseen < seen / 5, (seen, unseen)  # painting everything: the product barely matters
-    if profile == "fast":  # klein also gets the product as image_reference: the reference alone changes the scene
+    if profile == "fast" or kontext:  # these also get the product as image_reference: it alone changes the scene
         changed = backend.scene(canvas, paint, product_reference(other_cut), "a wooden table", "", 5, 3.5,
                                 lambda f, s: None)
         assert np.abs(np.asarray(changed, np.int16) - again)[outside].mean() > 0.5

@@ -34,13 +34,15 @@ def build_all(cache: Path) -> dict[str, str]:
     """Every tiny model the diffusion backend loads, published under ``adgen-tiny/*``: role -> repo id."""
     from tests.tiny_models.flux import build_flux
     from tests.tiny_models.flux2_klein import build_flux2_klein
-    from tests.tiny_models.flux_fill import build_flux_fill
+    from tests.tiny_models.flux_fill import build_flux_fill, build_flux_kontext
     from tests.tiny_models.qwen2vl import build_qwen2vl
     from tests.tiny_models.segmentation import build_sam_hq, build_vitmatte
 
-    # flux: classic (FLUX.1 text-to-image + img2img); klein: fast (FLUX.2 [klein] inpainting); fill: quality.
+    # flux: classic (FLUX.1 text-to-image + img2img); klein: fast (FLUX.2 [klein] inpainting); fill: quality;
+    # kontext: quality's alternative pipeline (ADGEN_SCENE_PIPELINE=FluxKontextInpaintPipeline).
     repos = {"flux": (f"{TEST_ORG}/flux", build_flux), "klein": (f"{TEST_ORG}/flux2-klein", build_flux2_klein),
-             "fill": (f"{TEST_ORG}/flux-fill", build_flux_fill), "seg": (f"{TEST_ORG}/sam-hq", build_sam_hq),
+             "fill": (f"{TEST_ORG}/flux-fill", build_flux_fill), "kontext": (f"{TEST_ORG}/flux-kontext", build_flux_kontext),
+             "seg": (f"{TEST_ORG}/sam-hq", build_sam_hq),
              "matting": (f"{TEST_ORG}/vitmatte", build_vitmatte), "vlm": (f"{TEST_ORG}/qwen2-vl", build_qwen2vl)}
     for repo_id, build in repos.values():
         publish(cache, repo_id, build)

@@ -203,7 +203,8 @@ class DiffusionBackend:
         self.problem: str | None = None
         self._plan_now()
         log.info("diffusion backend on %s in %s (profile %s, %s, %d steps)", self.device,
-                 str(self.dtype).removeprefix("torch."), self.profile.name, self.profile.scene_pipeline, self.steps)
+                 str(self.dtype).removeprefix("torch."), self.profile.name, profiles.scene_pipeline(settings),
+                 self.steps)
 
     # ---- plan --------------------------------------------------------------------------
     def _plan_now(self) -> None:
@@ -450,6 +451,11 @@ class DiffusionBackend:
                                              pipe.text_encoder.config.hidden_size)
                 out = pipe(**common, image_reference=reference, guidance_scale=self.default_guidance,
                            text_encoder_out_layers=layers)
+            elif scene.kind == "FluxKontextInpaintPipeline":
+                # Kontext also reads the product as a reference; without _auto_resize=False it would generate at
+                # ~1024² whatever the canvas (and the product's placement would no longer match).
+                out = scene.pipe(**common, image_reference=reference, guidance_scale=self.default_guidance,
+                                 _auto_resize=False, max_area=gen_w * gen_h)
             else:  # FluxFillPipeline: the product is the unmasked part of the canvas it sees
                 out = scene.pipe(**common, guidance_scale=self.default_guidance)
             reporter.raise_if_stopped()
@@ -506,7 +512,7 @@ class DiffusionBackend:
                           "reason": self.plan.summary() if self.plan else self.problem},
             "memory_plan": self.plan.as_dict() if self.plan else None, "problem": self.problem,
             "models": detail["models"],  # each with its licence and commercial-use flag
-            "generator": {"model": refs[self.generator_key].id, "pipeline": self.profile.scene_pipeline,
+            "generator": {"model": refs[self.generator_key].id, "pipeline": profiles.scene_pipeline(self.settings),
                           "steps": self.steps, "guidance": self.default_guidance},
             **({"flux": {"model": self.settings.flux_model, "profile": self.flux_preset, "steps": self.steps}}
                if not self.one_pass else {}),

@@ -366,7 +366,7 @@ class SceneModels:
 def load_scene(settings: Settings, plan: MemoryPlan) -> SceneModels:
     import diffusers
 
-    kind = profiles.active(settings).scene_pipeline
+    kind = profiles.scene_pipeline(settings)
     cls = getattr(diffusers, kind)
     pipe, offload = _load_placed(cls, "scene", model_refs(settings)["scene"], settings, plan)
     return SceneModels(pipe, kind, offload)
