@@ -103,7 +103,7 @@ def build_arguments(args: argparse.Namespace) -> dict[str, Any]:
         arguments["variants"] = args.variants
     optional = {"seed": args.seed, "html_style_prompt": args.style, "text_color": args.color,
                 "subline": args.subline, "cta": args.cta, "badge": args.badge, "price": args.price,
-                "font_family": args.font, "quality": args.quality}
+                "font_family": args.font, "quality": args.quality, "brand_kit": args.brand_kit}
     arguments.update({k: v for k, v in optional.items() if v is not None})
     return arguments
 
@@ -345,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--style", help="style hint for the text layer")
     g.add_argument("--color", help="text colour or CSS gradient")
     g.add_argument("--font", help="font family (see list_fonts)")
+    g.add_argument("--brand-kit", help="name of a brand kit saved on the server (save_brand_kit): colours, fonts, "
+                   "logo and tone")
     g.add_argument("--position", default="auto", choices=["top", "center", "bottom", "auto"])
     g.add_argument("--size", type=parse_size, help="output size WxH in pixels, 256-4096 each (default 1024x1024)")
     g.add_argument("--placements", help="comma-separated named sizes, one ad each: square, portrait, story, "

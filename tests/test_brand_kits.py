@@ -390,3 +390,38 @@ async def test_logo_on_an_ad_without_copy(server) -> None:
     assert box is not None and 0.9 * 1024 < box[2] <= 1024 - 40 and 0.9 * 1024 < box[3] <= 1024 - 40, box
     assert st["contrast_ratio"] is None
     assert magenta_box(Image.open(st["output_file"])) == box  # the delivered file is the same picture
+
+
+def test_cli_brand_kit(tmp_path: Path) -> None:
+    """``adgen generate --brand-kit`` (a real MCP client starting the server over stdio) applies a saved kit;
+    an unknown kit is a one-line usage error."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.config import Settings
+    from pipeline.fonts import FontCatalog
+    from pipeline.jobs.brandkits import BrandKitStore
+    from pipeline.schemas import BrandKitInput
+    from tests.conftest import EXAMPLE, REPO
+
+    data = tmp_path / "d"
+    settings = Settings(data_dir=data)
+    BrandKitStore(data / "brand_kits", FontCatalog(settings.fonts_dir), settings).save(
+        BrandKitInput(**kit("cli-kit", logo=logo_png(), logo_corner="bottom-left")))
+    env = dict(os.environ, ADGEN_DATA_DIR=str(data), ADGEN_OUTPUT_DIR=str(tmp_path / "out"))
+
+    def cli(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mcp_server.cli", "generate", str(EXAMPLE), "--text", "Hello",
+                               "--size", "640x640", "--seed", "2", "--data-dir", str(data), *extra],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+
+    out = tmp_path / "ad.png"
+    proc = cli("--brand-kit", "cli-kit", "--position", "top", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    box = magenta_box(Image.open(out))
+    assert box is not None and box[0] < 0.1 * 640 and box[3] > 0.85 * 640, box
+    bad = cli("--brand-kit", "no-such-kit", "--out", str(tmp_path / "bad.png"))
+    assert bad.returncode == 2 and "no brand kit named 'no-such-kit'" in bad.stderr
+    assert [line for line in bad.stderr.splitlines() if line.startswith("adgen:")] == [
+        "adgen: brand_kit: no brand kit named 'no-such-kit' (list_brand_kits shows the saved ones)"], bad.stderr
