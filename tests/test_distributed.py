@@ -307,11 +307,32 @@ def test_killed_host_job_finishes_on_the_other(cluster: Cluster) -> None:
     cluster.hosts[host].wait_ready()
 
 
-def test_results_served_by_a_fresh_api_replica(cluster: Cluster) -> None:
-    job_id = cluster.submit("Served after a restart")
-    assert cluster.wait_status(job_id, {"completed", "failed"})["status"] == "completed"
+def test_a_second_api_replica_follows_stops_and_serves_jobs(cluster: Cluster) -> None:
+    b = cluster.start_api("api-b")  # its own empty data folder; Redis and the bucket are shared
+    b.wait_healthy()
+    try:
+        cluster.delay(2)
+        job_id = cluster.submit("Followed elsewhere")  # on API A
+        st = _wait(lambda: (s := cluster.status(job_id, b))["status"] == "running" and s["sub_step"] and s, 30,
+                   "API B to see the job run")
+        assert st["progress_percent"] >= 0 and st["current_step"]
+        done = _wait(lambda: (s := cluster.status(job_id, b))["status"] == "completed" and s, 60, "completion on B")
+        assert done["final_result"] == f"/jobs/{job_id}/final.png"
+        final = httpx.get(f"{b.base}/jobs/{job_id}/final.png", timeout=10)
+        assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
+        # A job submitted on A, running on some host, stopped from B.
+        cluster.delay(30)
+        other = cluster.submit("Stopped from B")
+        _wait(lambda: cluster.status(other, b)["status"] == "running", 30, "API B to see it running")
+        r = httpx.post(f"{b.base}/stop/{other}", timeout=30).json()
+        assert r["status"] == "stopped", r
+        assert cluster.wait_status(other, {"stopped", "completed", "failed"}, 20)["status"] == "stopped"  # A agrees
+    finally:
+        cluster.delay(0)
+        b.stop()
+    # Every API process restarted (A here, B above): results still served, from the bucket.
     cluster.api.stop()
-    cluster.api = cluster.start_api("api-2")  # a new data folder: nothing of the job on its disk
+    cluster.api = cluster.start_api("api-a2")
     cluster.api.wait_healthy()
     assert cluster.status(job_id)["status"] == "completed"  # its record, from Redis
     final = httpx.get(f"{cluster.api.base}/jobs/{job_id}/final.png", timeout=10)  # fetched from the bucket
@@ -319,6 +340,20 @@ def test_results_served_by_a_fresh_api_replica(cluster: Cluster) -> None:
     # The replica fetches finished jobs' results in the background: the status links follow.
     _wait(lambda: cluster.status(job_id)["final_result"] == f"/jobs/{job_id}/final.png", 20, "the result links")
     assert httpx.get(f"{cluster.api.base}/jobs/{job_id}/download", timeout=10).status_code == 200
+
+
+def test_a_job_fails_with_the_names_after_two_lost_hosts(cluster: Cluster) -> None:
+    cluster.delay(30)
+    job_id = cluster.submit("Unlucky")
+    first = _wait(lambda: cluster.r.hget(f"adgen:run:{job_id}", "host"), 30, "the job's first host")
+    cluster.wait_status(job_id, {"running"}, 30)
+    cluster.hosts[first].kill()
+    second = _wait(lambda: (h := cluster.r.hget(f"adgen:run:{job_id}", "host")) != first and h, 60, "a second host")
+    cluster.hosts[second].kill()  # no host left: the API's heartbeat check finds the second loss
+    st = cluster.wait_status(job_id, {"completed", "failed", "stopped"}, 30)
+    assert st["status"] == "failed"
+    assert "gave up after 2 worker hosts were lost" in st["error"] and first in st["error"] and second in st["error"]
+    assert [e["type"] for e in cluster.events(job_id)].count("JobFinished") == 1
 
 
 def test_local_mode_loads_none_of_the_distributed_packages() -> None:

@@ -256,6 +256,11 @@ class DistributedJobManager(JobManager):
         if isinstance(ev, JobStarted):
             self._started(ev)
             return
+        job_id = getattr(ev, "job_id", "")
+        if job_id in self._lost_since and (job := self.jobs.get(job_id)) is not None and job.status == "pending":
+            # Its host was only slow to beat (an overloaded machine, a Redis hiccup): it still runs the job.
+            self._lost_since.pop(job_id)
+            job.status, job.message = "running", "Running (its worker host answered again)"
         super()._on_event(ev)
 
     def _started(self, ev: JobStarted) -> None:
