@@ -91,7 +91,7 @@ def _status_text(manager: JobManager, st: StatusResponse, where: Delivery, previ
         lines.append(f"{st.sub_step or st.message}{eta}. Call get_status with this job_id to follow it.")
     elif st.status == "completed":
         p = st.parameters
-        what = f"{str(p.get('output_format', 'png')).upper()}, {p.get('width', '?')}x{p.get('height', '?')}"
+        what = f"{str(p.get('output_format', 'png')).upper()}, {_size(st)}"  # a placement's own size
         final = None if st.output_file else manager.artifact(st.job_id, "final.png")
         saved = st.output_file or (str(final) if final else None)
         if saved and where.http:
@@ -202,6 +202,13 @@ async def read_artifact(manager: JobManager, job_id: str, artifact: str, where: 
     return await anyio.Path(path).read_bytes()
 
 
+def _size(st: StatusResponse) -> str:
+    """The final image's size: its first result's (a placement's own), else the request's."""
+    if st.results:
+        return f"{st.results[0].width}x{st.results[0].height}"
+    return f"{st.parameters.get('width')}x{st.parameters.get('height')}"
+
+
 def recent_resources(manager: JobManager, where: Delivery) -> list[Resource]:
     """Recent finished ads for resources/list, so a person can attach one in their client."""
     out = []
@@ -218,7 +225,6 @@ def recent_resources(manager: JobManager, where: Delivery) -> list[Resource]:
             uri=st.final_result,
             name=f"{Path(st.output_file).stem if st.output_file else 'adgen-' + st.job_id[:8]}.png",
             title=f"Ad: {copy[:60]}", mime_type="image/png", size=size,
-            description=f"Final ad of job {st.job_id}, {st.parameters.get('width')}x{st.parameters.get('height')} "
-            f"PNG, copy: {copy[:120]}.{saved}{http}",
+            description=f"Final ad of job {st.job_id}, {_size(st)} PNG, copy: {copy[:120]}.{saved}{http}",
         ))
     return out

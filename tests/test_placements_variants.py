@@ -189,6 +189,8 @@ async def test_four_results_with_exact_sizes_and_distinct_seeds(served: Served) 
     assert [f"{r['placement']}-v{r['variant']}" for r in results] == UNITS
     assert [r["seed"] for r in results] == [SEED, SEED, SEED + 1, SEED + 1]
     assert st["final_result"] == f"adgen://jobs/{served.job_id}/final.png"
+    text = served.status["_content"][0].text  # what the person reads: the first result's own size, every result
+    assert "(PNG, 1080x1920)" in text and all(f"result-{u}.png" in text for u in UNITS), text
     # Progress streamed over 27 planned stages never went back.
     assert len(served.progress) > 5 and served.progress == sorted(served.progress) and st["progress_percent"] == 100
     images = {}
