@@ -308,7 +308,10 @@ class DistributedJobManager(JobManager):
         for job in running:
             info = infos.get(job.id, {})
             host = info.get("host")
-            if info.get("state") != "running" or not host or host in self._hosts or job.status != "running":
+            if info.get("state") != "running" or not host or job.status != "running":
+                continue
+            if host in self._hosts:
+                self._check_dropped(job, host, info)
                 continue
             lost = await anyio.to_thread.run_sync(self.state.mark_lost, job.id, host, limit)
             if lost < 0:
@@ -333,6 +336,15 @@ class DistributedJobManager(JobManager):
             elif now - since > self.settings.requeue_timeout_s:
                 self._fail_lost(waiting, f"its worker host was lost and no other host took the job within "
                                      f"{self.settings.requeue_timeout_s:g} s")
+
+    def _check_dropped(self, job: Job, host: str, info: dict[str, str]) -> None:
+        """A live host that has not been running this job for three beats dropped it without a word (its Redis
+        connection failed while it reported the end, say): the job fails instead of running forever."""
+        since = float(info.get("since") or 0)
+        if self._hosts[host].get("job") == job.id or time.time() - since < 3 * self.settings.host_heartbeat_s:
+            return
+        log.warning("worker host %s is alive but no longer runs job %s", host, job.id)
+        self._fail_lost(job, f"worker host {host} stopped running this job without reporting its end")
 
     def _fail_lost(self, job: Job, reason: str) -> None:
         self._lost_since.pop(job.id, None)
