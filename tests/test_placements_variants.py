@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -376,3 +377,23 @@ async def test_model_profiles_run_every_unit(tmp_path: Path, tiny_hub: dict[str,
         for r in st.results:
             path = m.artifact(job.job_id, r.uri.rsplit("/", 1)[-1])
             assert path is not None and Image.open(path).size == (1200, 628)
+
+
+async def test_a_stopped_job_keeps_the_results_it_finished(served: Served, product_b64: str) -> None:
+    """Stopped after its first result: status stopped, that result listed, served and delivered."""
+    async with Client(f"{served.srv.base}/mcp", mode="legacy") as client:
+        r = await client.call_tool("generate_ad", {"product_image": product_b64, "text_content": "Stop me",
+                                                   "placements": ["landscape", "square"], "variants": 3,
+                                                   "test_mode": True, "use_llm_html": False, "wait_seconds": 0})
+        job_id = r.structured_content["job_id"]
+        job = served.data_dir / "jobs" / job_id
+        await wait_until(lambda: (job / "results" / "landscape-v1.png").is_file(), 120, "the first result")
+        stopped = (await client.call_tool("stop_job", {"job_id": job_id})).structured_content
+        assert stopped["status"] == "stopped", stopped
+        st = (await client.call_tool("get_status", {"job_id": job_id, "include_preview": False})).structured_content
+    assert st["status"] == "stopped" and 1 <= len(st["results"]) < 6, st["results"]
+    assert st["results"][0]["placement"] == "landscape" and await anyio.Path(st["results"][0]["path"]).is_file()
+    async with httpx.AsyncClient(base_url=served.srv.base, timeout=30) as http:
+        for item in st["results"]:
+            got = await http.get(f"/jobs/{job_id}/{item['uri'].rsplit('/', 1)[-1]}")
+            assert got.status_code == 200 and _png(got.content).size == (item["width"], item["height"])
