@@ -125,13 +125,13 @@ def _s3(port: int) -> Any:
 class Host:
     """A worker host: ``python -m pipeline.distributed.host`` (what ``adgen-worker`` runs) in its own session."""
 
-    def __init__(self, name: str, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, root: Path, env: dict[str, str], *args: str) -> None:
         self.name = name
         self.data = root / name
         self.data.mkdir(exist_ok=True)
         self.log = open(root / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.distributed.host", "--name", name], cwd=REPO,
+            [sys.executable, "-m", "pipeline.distributed.host", "--name", name, *args], cwd=REPO,
             env={**env, "ADGEN_DATA_DIR": str(self.data), "ADGEN_OUTPUT_DIR": str(self.data / "out")},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -193,7 +193,7 @@ class Cluster:
     def submit(self, text: str, api: ServerProcess | None = None) -> str:
         r = httpx.post((api or self.api).base + "/generate", timeout=30, json={
             "product_image": _photo(), "text_content": text, "test_mode": True, "seed": 7,
-            "width": 512, "height": 512})
+            "width": 256, "height": 256})
         assert r.status_code in (200, 202), r.text
         return str(r.json()["job_id"])
 
@@ -229,7 +229,7 @@ def _photo() -> str:
     from tests.conftest import EXAMPLE, png_b64
 
     img = Image.open(EXAMPLE).convert("RGB")
-    img.thumbnail((384, 384))
+    img.thumbnail((256, 256))
     return png_b64(img)
 
 
@@ -244,7 +244,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 # ---- tests ---------------------------------------------------------------------------------------
 def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> None:
-    cluster.delay(1.0)  # both hosts busy long enough for the rest to wait in line
+    cluster.delay(0.5)  # both hosts busy long enough for the rest to wait in line
     ids = [cluster.submit(f"Sale {i}") for i in range(6)]
     _wait(lambda: sum(cluster.status(j)["status"] == "running" for j in ids) == 2, 30, "two jobs running")
     statuses = [cluster.status(j) for j in ids]
@@ -359,6 +359,27 @@ def test_a_job_fails_with_the_names_after_two_lost_hosts(cluster: Cluster) -> No
     assert st["status"] == "failed"
     assert "gave up after 2 worker hosts were lost" in st["error"] and first in st["error"] and second in st["error"]
     assert [e["type"] for e in cluster.events(job_id)].count("JobFinished") == 1
+
+
+def test_one_consumer_per_gpu_and_a_graceful_host_stop(cluster: Cluster) -> None:
+    """``--gpus 0,1``: two consumers (CUDA_VISIBLE_DEVICES 0 and 1; draft jobs here) taking jobs side by side;
+    SIGTERM lets the running jobs finish, then the host exits cleanly and its heartbeats go."""
+    host = Host("host-c", cluster.root, cluster.env, "--gpus", "0,1")
+    cluster.hosts["host-c"] = host
+    host.wait_ready()  # written once both consumers are ready
+    beats = {k.split(":", 2)[2]: json.loads(v) for k in cluster.r.keys("adgen:host:host-c*")
+             if (v := cluster.r.get(k))}
+    assert {n: b["gpu"] for n, b in beats.items()} == {"host-c-gpu0": "0", "host-c-gpu1": "1"}
+    cluster.delay(2)
+    ids = [cluster.submit(f"GPU {i}") for i in range(2)]
+    _wait(lambda: all(cluster.status(j)["status"] == "running" for j in ids), 30, "both jobs running at once")
+    host.proc.send_signal(signal.SIGTERM)  # a scale-down: no new job is taken, the running ones finish
+    done = [cluster.wait_status(j, {"completed", "failed", "stopped"}, 60) for j in ids]
+    assert [d["status"] for d in done] == ["completed", "completed"], [d["error"] for d in done]
+    assert {cluster.r.hget(f"adgen:run:{j}", "host") for j in ids} == {"host-c-gpu0", "host-c-gpu1"}
+    assert host.proc.wait(30) == 0
+    assert not cluster.r.keys("adgen:host:host-c*") and not (host.data / "worker-ready").exists()
+    cluster.delay(0)
 
 
 def test_local_mode_loads_none_of_the_distributed_packages() -> None:
