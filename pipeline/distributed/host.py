@@ -144,6 +144,11 @@ class HostRunner:
             finished = JobFinished(job_id, "failed", f"worker host {self.name}: {type(exc).__name__}: {exc}")
         try:
             self._upload_results(job_id, folder, finished)
+        except Exception as exc:  # a job whose results are not in the bucket is not completed for anyone else
+            log.exception("uploading the results of job %s failed", job_id)
+            if finished.status == "completed":
+                finished = JobFinished(job_id, "failed", f"worker host {self.name} could not store the results in "
+                                                         f"the bucket: {type(exc).__name__}: {exc}", finished.report)
         finally:
             self.publish(finished)
             self.state.mark_done(job_id)

@@ -198,6 +198,7 @@ class DistributedJobManager(JobManager):
         while True:
             cursors = {j.id: self._cursors.get(j.id, "0") for j in list(self.jobs.values())
                        if j.status not in TERMINAL_STATES}
+            self._cursors = {k: v for k, v in self._cursors.items() if k in cursors}  # finished: not read again
             if not cursors:
                 await anyio.sleep(FOLLOW_BLOCK_MS / 1000)
                 continue
