@@ -425,3 +425,29 @@ def test_cli_brand_kit(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "no brand kit named 'no-such-kit'" in bad.stderr
     assert [line for line in bad.stderr.splitlines() if line.startswith("adgen:")] == [
         "adgen: brand_kit: no brand kit named 'no-such-kit' (list_brand_kits shows the saved ones)"], bad.stderr
+
+
+async def test_llm_design_below_wcag_is_kept_with_a_warning(server) -> None:
+    """An LLM's own design is not redone: pale kit copy on a pale picture is delivered as designed, and the
+    status says how low its contrast is."""
+    from mcp_types import CreateMessageResult, TextContent
+
+    from mcp_server.server import build_server
+
+    html = ('<div style="position:absolute;left:80px;top:300px;font:bold 90px NanumSquare;color:#f0f0f0">'
+            "Pale sale</div>")
+
+    async def sampling(context, params) -> CreateMessageResult:
+        return CreateMessageResult(role="assistant", content=TextContent(text=html), model="m")
+
+    manager = server.manager
+    async with Client(build_server(manager), mode="legacy", sampling_callback=sampling) as client:
+        await client.call_tool("save_brand_kit", {"name": "pale", "colors": {**COLORS, "text": "#f0f0f0"},
+                                                  "fonts": {"headline": "NanumSquare"}})
+        res = await client.call_tool("generate_ad", {
+            "start_step": 2, "step1_image": _flat((232, 232, 226)), "text_content": "Pale sale", "brand_kit": "pale",
+            "test_mode": True, "wait_seconds": 50})
+    st = res.structured_content
+    assert st["designer"] == "mcp_sampling", st
+    assert st["contrast_ratio"] < 1.5, st
+    assert any("contrast of only" in w and "3:1" in w for w in st["warnings"]), st["warnings"]
