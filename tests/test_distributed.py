@@ -259,6 +259,7 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
     for j in ids:
         kinds = [e["type"] for e in cluster.events(j)]
         assert kinds.count("JobStarted") == 1 and kinds.count("JobFinished") == 1, kinds
+        assert "DesignNeeded" in kinds  # the API's designers were asked and their answer reached the host
     # The results come from the bucket through the API.
     final = httpx.get(f"{cluster.api.base}/jobs/{ids[0]}/final.png", timeout=10)
     assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
