@@ -242,7 +242,8 @@ def register_tools(server: MCPServer, manager: JobManager, transport: Transport 
     @server.resource(
         "adgen://jobs/{job_id}/{artifact}", name="job-artifact", mime_type="image/png",
         description="A job's files: download (the delivered ad, format as asked), final.png, step1.png, text.png "
-        "(transparent text layer), cutout.png, background.png, composite.png, mask.png, product.png, preview.jpg. "
+        "(transparent text layer), cutout.png, background.png, composite.png, mask.png, product.png, preview.jpg; "
+        "for placements/variants jobs result-<placement>-v<n>.png (each result) and contact.jpg (all of them). "
         f"Over HTTP, files over {mb(MAX_INLINE_BYTES)} are refused with their download URL.",
     )
     async def job_artifact(job_id: str, artifact: str, ctx: Context) -> bytes:

@@ -32,8 +32,9 @@ async def test_tool_list_and_schemas(server) -> None:
     async with Client(server, mode="legacy") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     # studio_image is for the Studio app only: listed, but marked so Apps hosts keep it from the model.
-    assert set(tools) == TOOLS | {"studio_image"}
-    assert tools["studio_image"].meta["ui"]["visibility"] == ["app"]
+    app_only = {"studio_image", "studio_jobs"}
+    assert set(tools) == TOOLS | app_only
+    assert all(tools[name].meta["ui"]["visibility"] == ["app"] for name in app_only)
     for name in ("generate_ad", "edit_ad", "get_status"):
         assert tools[name].meta["ui"]["resourceUri"] == "ui://adgen/studio"
     gen = tools["generate_ad"]
