@@ -8,6 +8,7 @@ Selected by ``ADGEN_QUEUE=redis://...`` (pipeline/config.py); needs the ``distri
   capped event stream, the per-job run state (claimed by which host, lost hosts), host heartbeats.
 - ``bucket``: job files in an S3-compatible bucket (boto3).
 - ``broker``: the Dramatiq broker (Redis, prefetch 1, time limit, dramatiq-abort).
+- ``executor``: ``RemoteHosts``, the executor of this mode (jobs to the hosts, their events back).
 - ``manager``: the API side, a ``JobManager`` whose queue, book and executor are the above.
 - ``host``: ``adgen-worker``, one Dramatiq consumer per GPU proxying to today's long-lived worker.
 """

@@ -2,8 +2,8 @@
 
 Jobs are checked and stored as in local mode, then their inputs go to the bucket and a
 Dramatiq message to the worker hosts. No worker runs here. Each job's events come back
-through its Redis stream (read by ``_follow`` into the same ``_on_event`` as a local
-worker's), results are pulled from the bucket before a job reads as finished, and host
+through its Redis stream (read by the executor, ``RemoteHosts.pump``, into the same ``_on_event``
+as a local worker's), results are pulled from the bucket before a job reads as finished, and host
 heartbeats are checked here, so a job whose host died is re-queued or failed, never left
 running. Any replica can follow any job: unknown ids are looked up in Redis.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,19 @@ from dramatiq_abort import abort
 from dramatiq_abort.middleware import AbortMode
 
 from pipeline.config import Settings
-from pipeline.distributed.broker import job_message, make_broker
 from pipeline.distributed.bucket import Bucket
-from pipeline.distributed.codec import JobStarted, decode_event, encode_event, encode_run
+from pipeline.distributed.codec import JobStarted, encode_event
+from pipeline.distributed.executor import RemoteHosts
 from pipeline.distributed.state import RedisState
 from pipeline.jobs.book import JobBook, JobNotFound
 from pipeline.jobs.job import Job
 from pipeline.jobs.manager import JobManager, QueueFull
 from pipeline.jobs.status import build_status, result_links
 from pipeline.jobs.store import ARTIFACTS, JobStore, result_file
-from pipeline.messages import DesignNeeded, Event, JobFinished, RunJob, StageFinished
+from pipeline.messages import DesignNeeded, Event, JobFinished, RunJob
 from pipeline.schemas import TERMINAL_STATES, HealthResponse, ResourcesResponse, StatusResponse, StopResponse
 
 log = logging.getLogger("adgen.distributed")
-
-FOLLOW_BLOCK_MS = 200  # a new job's stream joins the read within this
 
 
 class RedisQueue:
@@ -120,21 +117,21 @@ class DistributedJobManager(JobManager):
         self.jobs = self.book.jobs
         self.rqueue = RedisQueue(self.state)
         self.queue = self.rqueue
-        self.broker, self.abortable = make_broker(settings)
-        self._cursors: dict[str, str] = {}  # job id -> last stream entry applied
+        # The executor: RunJobs to the worker hosts, their events back into _on_event (the local supervisor stays
+        # unstarted: no worker runs beside an API replica).
+        self.remote = RemoteHosts(settings, self.state, self.bucket, self._on_event, self._following,
+                                  self.store.job_dir)
         self._lost_since: dict[str, float] = {}  # jobs re-queued after a lost host, waiting for another
-        self._hosts: dict[str, dict[str, Any]] = {}  # live worker hosts, refreshed every heartbeat
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> JobManager:
         # Nothing renders here: Chromium, fonts and GPUs are the worker hosts' (their heartbeats carry their state).
         self.problems = []
-        await anyio.to_thread.run_sync(self.bucket.ensure)
         await anyio.to_thread.run_sync(self.book.load_from_disk)
-        self._hosts = await anyio.to_thread.run_sync(self.state.hosts)
+        await self.remote.start()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._follow)
+        self._tg.start_soon(self.remote.pump)
         self._tg.start_soon(self._watch_hosts)
         self._tg.start_soon(self._fetch_missing_results)
         self._tg.start_soon(anyio.to_thread.run_sync, self.intake.warm_fonts)
@@ -144,19 +141,23 @@ class DistributedJobManager(JobManager):
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
-        self._tg = None  # jobs in flight go on on their hosts; any replica (this one restarted) follows them
+        self._tg = None
+        await self.remote.close()  # jobs in flight go on on their hosts; any replica (this one restarted) follows them
+
+    def _following(self) -> list[str]:
+        return [j.id for j in list(self.jobs.values()) if j.status not in TERMINAL_STATES]
 
     async def wait_ready(self, timeout: float = 60.0) -> bool:
         with anyio.move_on_after(timeout):
-            while not self._hosts:
+            while not self.remote.ready:
                 await anyio.sleep(0.2)
-                self._hosts = await anyio.to_thread.run_sync(self.state.hosts)
-        return bool(self._hosts)
+                await self.remote.refresh()
+        return self.remote.ready
 
     def default_backend(self) -> str:
-        for info in self._hosts.values():
-            if info.get("default_backend"):
-                return str(info["default_backend"])
+        state = self.remote.state
+        if state is not None:
+            return state.default_backend
         return "draft" if self.settings.backend == "auto" else self.settings.backend
 
     # ---- sending -----------------------------------------------------------------------
@@ -173,16 +174,9 @@ class DistributedJobManager(JobManager):
         job = self.jobs.get(job_id)
         if job is None or job.status != "pending" or job.request is None:
             return
-        run = encode_run(RunJob(job.id, "", job.request, job.backend, job.seed, job.plan))
-        message = job_message(job.id, run, self.settings)
-
-        def send() -> None:
-            self.bucket.upload_dir(job_id, self.store.job_dir(job_id))
-            self.state.set_message_id(job_id, message.message_id)
-            self.broker.enqueue(message)
-
+        run = RunJob(job.id, "", job.request, job.backend, job.seed, job.plan)
         try:
-            await anyio.to_thread.run_sync(send)
+            await anyio.to_thread.run_sync(self.remote.send, run)
         except Exception as exc:  # the bucket or Redis is away: this job fails with the reason, the API goes on
             log.exception("queueing job %s failed", job_id)
             self.rqueue.remove(job_id)
@@ -192,67 +186,7 @@ class DistributedJobManager(JobManager):
         if len(self.queue) >= self.settings.queue_max:
             raise QueueFull(self.settings.queue_max, self.eta_until_free())
 
-    # ---- events ------------------------------------------------------------------------
-    async def _follow(self) -> None:
-        """Forever: the event streams of the jobs this replica knows that are not finished."""
-        while True:
-            cursors = {j.id: self._cursors.get(j.id, "0") for j in list(self.jobs.values())
-                       if j.status not in TERMINAL_STATES}
-            self._cursors = {k: v for k, v in self._cursors.items() if k in cursors}  # finished: not read again
-            if not cursors:
-                await anyio.sleep(FOLLOW_BLOCK_MS / 1000)
-                continue
-            try:
-                entries = await anyio.to_thread.run_sync(self.state.read_events, cursors, FOLLOW_BLOCK_MS,
-                                                         abandon_on_cancel=True)
-            except Exception as exc:  # Redis restarting: try again shortly
-                log.warning("reading job events failed: %s", exc)
-                await anyio.sleep(1.0)
-                continue
-            for job_id, entry_id, text in entries:
-                self._cursors[job_id] = entry_id
-                try:
-                    ev = decode_event(text)
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.warning("ignoring a malformed event of job %s: %s", job_id, exc)
-                    continue
-                if isinstance(ev, StageFinished | JobFinished):
-                    ev = await self._pull_files(ev)
-                self._on_event(ev)
-
-    async def _pull_files(self, ev: StageFinished | JobFinished) -> Any:
-        """The job's new files from the bucket, before the event that names them is applied."""
-        folder = self.store.job_dir(ev.job_id)
-        try:
-            await anyio.to_thread.run_sync(self.bucket.download_dir, ev.job_id, folder)
-        except Exception as exc:
-            log.warning("fetching the files of job %s failed: %s", ev.job_id, exc)
-        if isinstance(ev, JobFinished):
-            ev = await anyio.to_thread.run_sync(self._localise, ev, folder)
-        return ev
-
-    def _localise(self, ev: JobFinished, folder: Path) -> JobFinished:
-        """The delivered files (the host's output folder) copied into this replica's output folder."""
-        out_root = self.settings.output_dir.expanduser()
-
-        def local(path: str | None) -> str | None:
-            if not path:
-                return None
-            src = folder / "output" / Path(path).name
-            if not src.is_file():
-                return None
-            out_root.mkdir(parents=True, exist_ok=True)
-            dst = out_root / src.name
-            if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
-                shutil.copyfile(src, dst)
-            return str(dst.resolve())
-
-        from dataclasses import replace
-
-        results = tuple({**r, "path": local(r.get("path"))} for r in ev.report.results)
-        report = replace(ev.report, output_file=local(ev.report.output_file), results=results)
-        return replace(ev, report=report)
-
+    # ---- events (RemoteHosts.pump hands them here, as a local worker's supervisor does) ----------------
     def _on_event(self, ev: Event | JobStarted) -> None:
         if isinstance(ev, JobStarted):
             self._started(ev)
@@ -302,7 +236,8 @@ class DistributedJobManager(JobManager):
 
     async def _check_hosts(self) -> None:
         """Running jobs whose host stopped beating are re-queued (or failed after too many lost hosts)."""
-        self._hosts = await anyio.to_thread.run_sync(self.state.hosts)
+        await self.remote.refresh()
+        hosts = self.remote.hosts
         running = [j for j in list(self.jobs.values()) if j.status == "running"]
         infos = await anyio.to_thread.run_sync(lambda: {j.id: self.state.run_info(j.id) for j in running})
         limit = self.settings.max_lost_hosts
@@ -311,8 +246,8 @@ class DistributedJobManager(JobManager):
             host = info.get("host")
             if info.get("state") != "running" or not host or job.status != "running":
                 continue
-            if host in self._hosts:
-                self._check_dropped(job, host, info)
+            if host in hosts:
+                self._check_dropped(job, host, hosts[host], info)
                 continue
             lost = await anyio.to_thread.run_sync(self.state.mark_lost, job.id, host, limit)
             if lost < 0:
@@ -338,11 +273,11 @@ class DistributedJobManager(JobManager):
                 self._fail_lost(waiting, f"its worker host was lost and no other host took the job within "
                                      f"{self.settings.requeue_timeout_s:g} s")
 
-    def _check_dropped(self, job: Job, host: str, info: dict[str, str]) -> None:
+    def _check_dropped(self, job: Job, host: str, beat: dict[str, Any], info: dict[str, str]) -> None:
         """A live host that has not been running this job for three beats dropped it without a word (its Redis
         connection failed while it reported the end, say): the job fails instead of running forever."""
         since = float(info.get("since") or 0)
-        if self._hosts[host].get("job") == job.id or time.time() - since < 3 * self.settings.host_heartbeat_s:
+        if beat.get("job") == job.id or time.time() - since < 3 * self.settings.host_heartbeat_s:
             return
         log.warning("worker host %s is alive but no longer runs job %s", host, job.id)
         self._fail_lost(job, f"worker host {host} stopped running this job without reporting its end")
@@ -371,7 +306,7 @@ class DistributedJobManager(JobManager):
         if info.get("message_id"):
             # dramatiq-abort: the host sees the request at once (its graceful stop flag), and after the grace period
             # the actor is interrupted and the host replaces its worker process (the hard stop).
-            await anyio.to_thread.run_sync(lambda: abort(info["message_id"], middleware=self.abortable,
+            await anyio.to_thread.run_sync(lambda: abort(info["message_id"], middleware=self.remote.abortable,
                                                          mode=AbortMode.ABORT, abort_timeout=int(grace * 1000)))
         job.message = "Stopping at the next safe point..."
         job.touch()
@@ -388,7 +323,7 @@ class DistributedJobManager(JobManager):
 
     def eta_until_free(self) -> float:
         waiting = sum(sum(j.expected.values()) for j in self.jobs.values() if j.status == "pending")
-        return max(1.0, waiting / max(1, len(self._hosts)))
+        return max(1.0, waiting / max(1, len(self.remote.hosts)))
 
     def status(self, job_id: str, results: Any = "uri", with_metrics: bool = True) -> StatusResponse:
         job = self.book.get(job_id)
@@ -397,7 +332,8 @@ class DistributedJobManager(JobManager):
         eta = None
         if position is not None:  # the jobs ahead spread over the live hosts, then this one
             ahead = [self.jobs[j] for j in list(self.queue)[:position] if j in self.jobs]
-            eta = sum(sum(j.expected.values()) for j in ahead) / max(1, len(self._hosts)) + sum(job.expected.values())
+            hosts = max(1, len(self.remote.hosts))
+            eta = sum(sum(j.expected.values()) for j in ahead) / hosts + sum(job.expected.values())
         links = result_links(job_id, lambda name: self.store.has(job_id, name), results)
         st = build_status(job, now, queue_position=position, queued_eta=eta, links=links,
                           metrics=self.metrics() if with_metrics else None)
@@ -427,14 +363,14 @@ class DistributedJobManager(JobManager):
                 await anyio.to_thread.run_sync(self.bucket.download_dir, job.id, folder)
                 if job.report.output_file:
                     finished = JobFinished(job.id, "completed", None, job.report)
-                    job.report = (await anyio.to_thread.run_sync(self._localise, finished, folder)).report
+                    job.report = (await anyio.to_thread.run_sync(self.remote.localise, finished, folder)).report
             except Exception as exc:
                 log.warning("fetching the results of job %s failed: %s", job.id, exc)
 
     def health(self) -> HealthResponse:
-        alive = bool(self._hosts)
+        alive = self.remote.alive()
         return HealthResponse(
-            status="ok" if alive else "degraded", gpu_available=any(h.get("gpu") for h in self._hosts.values()),
+            status="ok" if alive else "degraded", gpu_available=any(h.get("gpu") for h in self.remote.hosts.values()),
             worker_alive=alive, backend=self.default_backend(), queue_length=len(self.queue),
             running_job=next((j.id for j in self.jobs.values() if j.status == "running"), None),
             problems=[] if alive else ["no worker host is alive (start adgen-worker; docs/deploy.md)"],
@@ -442,8 +378,8 @@ class DistributedJobManager(JobManager):
 
     def resources(self) -> ResourcesResponse:
         res = super().resources()
-        alive = bool(self._hosts)
+        alive = self.remote.alive()
         return res.model_copy(update={
             "worker_alive": alive, "status": "ok" if alive else "degraded",
-            "models": {"hosts": {name: info.get("state") for name, info in self._hosts.items()}},
+            "models": {"hosts": {name: info.get("state") for name, info in self.remote.hosts.items()}},
         })

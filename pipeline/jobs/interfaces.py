@@ -3,8 +3,9 @@
 Two implementations of each exist. ``local`` (the default, zero extra services): ``JobQueue``
 (an in-process FIFO), ``JobBook`` (jobs in memory + job folders) and ``WorkerSupervisor``
 (one worker subprocess). ``distributed`` (``ADGEN_QUEUE=redis://...``, pipeline/distributed):
-a Redis sorted set, job records in Redis + files in an S3 bucket, and Dramatiq worker hosts.
-The checks at the bottom make mypy prove that the local classes fit these protocols.
+``RedisQueue`` (a sorted set), ``RedisBook`` (records in Redis, files in an S3 bucket) and
+``RemoteHosts`` (Dramatiq worker hosts; events back from Redis streams). The checks at the
+bottom (and in pipeline/distributed/executor.py) make mypy prove that the classes fit.
 """
 
 from __future__ import annotations

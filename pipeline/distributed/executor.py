@@ -1,0 +1,147 @@
+"""The distributed executor: RunJobs go to the worker hosts, their events come back from Redis.
+
+It plays the part ``WorkerSupervisor`` plays in local mode (pipeline/jobs/interfaces.py,
+``Executor``): ``send`` stores a job's inputs in the bucket and queues its Dramatiq message;
+``pump`` reads the event streams of the jobs the manager follows and hands each event to the
+manager's ``_on_event``, after fetching from the bucket the files the event names. ``ready``
+and ``state`` come from the hosts' heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from pipeline.config import Settings
+from pipeline.distributed.broker import job_message, make_broker
+from pipeline.distributed.bucket import Bucket
+from pipeline.distributed.codec import decode_event, encode_run
+from pipeline.distributed.state import RedisState
+from pipeline.messages import JobFinished, RunJob, StageFinished, WorkerState
+
+log = logging.getLogger("adgen.distributed")
+
+FOLLOW_BLOCK_MS = 200  # a newly followed job's stream joins the read within this
+
+
+class RemoteHosts:
+    def __init__(self, settings: Settings, state: RedisState, bucket: Bucket, on_event: Callable[[Any], None],
+                 following: Callable[[], list[str]], job_dir: Callable[[str], Path]) -> None:
+        self.settings = settings
+        self.redis = state
+        self.bucket = bucket
+        self._on_event = on_event
+        self._following = following  # the ids whose streams to read (the manager's unfinished jobs)
+        self._job_dir = job_dir
+        self.broker, self.abortable = make_broker(settings)
+        self.hosts: dict[str, dict[str, Any]] = {}  # live worker hosts (name -> heartbeat), refreshed by refresh()
+        self._cursors: dict[str, str] = {}  # job id -> last stream entry handed on
+
+    # ---- the Executor protocol ---------------------------------------------------------
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self.bucket.ensure)
+        await self.refresh()
+
+    async def close(self) -> None:
+        return None  # jobs in flight go on on their hosts; any replica (this one restarted) follows them
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.hosts)
+
+    @property
+    def state(self) -> WorkerState | None:
+        """A live host's worker state (the backend it resolved), for the manager's default backend."""
+        for info in self.hosts.values():
+            st = info.get("state")
+            if isinstance(st, dict):
+                try:
+                    return WorkerState(**st)
+                except TypeError:
+                    continue
+        return None
+
+    def alive(self) -> bool:
+        return bool(self.hosts)
+
+    async def refresh(self) -> None:
+        self.hosts = await anyio.to_thread.run_sync(self.redis.hosts)
+
+    # ---- sending -----------------------------------------------------------------------
+    def send(self, run: RunJob) -> None:
+        """Inputs to the bucket, then the message (its id recorded first: what a stop's abort names). Blocking."""
+        message = job_message(run.job_id, encode_run(run), self.settings)
+        self.bucket.upload_dir(run.job_id, self._job_dir(run.job_id))
+        self.redis.set_message_id(run.job_id, message.message_id)
+        self.broker.enqueue(message)
+
+    # ---- events ------------------------------------------------------------------------
+    async def pump(self) -> None:
+        """Forever: the followed jobs' streams, each event handed on in order."""
+        while True:
+            following = self._following()
+            cursors = {j: self._cursors.get(j, "0") for j in following}
+            self._cursors = {k: v for k, v in self._cursors.items() if k in cursors}  # finished: not read again
+            if not cursors:
+                await anyio.sleep(FOLLOW_BLOCK_MS / 1000)
+                continue
+            try:
+                entries = await anyio.to_thread.run_sync(self.redis.read_events, cursors, FOLLOW_BLOCK_MS,
+                                                         abandon_on_cancel=True)
+            except Exception as exc:  # Redis restarting: try again shortly
+                log.warning("reading job events failed: %s", exc)
+                await anyio.sleep(1.0)
+                continue
+            for job_id, entry_id, text in entries:
+                self._cursors[job_id] = entry_id
+                try:
+                    ev = decode_event(text)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning("ignoring a malformed event of job %s: %s", job_id, exc)
+                    continue
+                if isinstance(ev, StageFinished | JobFinished):
+                    ev = await self.pull_files(ev)
+                self._on_event(ev)
+
+    async def pull_files(self, ev: StageFinished | JobFinished) -> Any:
+        """The job's new files from the bucket, before the event that names them is applied."""
+        folder = self._job_dir(ev.job_id)
+        try:
+            await anyio.to_thread.run_sync(self.bucket.download_dir, ev.job_id, folder)
+        except Exception as exc:
+            log.warning("fetching the files of job %s failed: %s", ev.job_id, exc)
+        if isinstance(ev, JobFinished):
+            ev = await anyio.to_thread.run_sync(self.localise, ev, folder)
+        return ev
+
+    def localise(self, ev: JobFinished, folder: Path) -> JobFinished:
+        """The delivered files (uploaded by the host under output/) copied into this replica's output folder,
+        and the report pointed at them (the status's output_file, /jobs/<id>/download)."""
+        out_root = self.settings.output_dir.expanduser()
+
+        def local(path: str | None) -> str | None:
+            if not path:
+                return None
+            src = folder / "output" / Path(path).name
+            if not src.is_file():
+                return None
+            out_root.mkdir(parents=True, exist_ok=True)
+            dst = out_root / src.name
+            if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+                shutil.copyfile(src, dst)
+            return str(dst.resolve())
+
+        results = tuple({**r, "path": local(r.get("path"))} for r in ev.report.results)
+        return replace(ev, report=replace(ev.report, output_file=local(ev.report.output_file), results=results))
+
+
+def _fits(hosts: RemoteHosts) -> None:  # pragma: no cover - read by mypy only
+    from pipeline.jobs.interfaces import Executor
+
+    _e: Executor = hosts
