@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class RedisQueue:
     def __len__(self) -> int:
         return self.state.pending_count()
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[str]:
         return iter(self.state.pending())
 
 
@@ -383,3 +384,10 @@ class DistributedJobManager(JobManager):
             "worker_alive": alive, "status": "ok" if alive else "degraded",
             "models": {"hosts": {name: info.get("state") for name, info in self.remote.hosts.items()}},
         })
+
+
+def _fits(state: RedisState, settings: Settings, store: JobStore) -> None:  # pragma: no cover - read by mypy only
+    from pipeline.jobs.interfaces import JobQueueLike, JobRecords
+
+    _q: JobQueueLike = RedisQueue(state)
+    _b: JobRecords = RedisBook(settings, store, state)
