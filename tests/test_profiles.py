@@ -233,6 +233,7 @@ async def test_full_job_per_profile(tmp_path: Path, tiny_hub, profile: str) -> N
         done = set(m.jobs[job_id].done)
         step1 = {"scene"} if profile != "classic" else {"background", "composite", "refine"}
         assert done == {"segment", "analyze", "design", "render", "final"} | step1
+        assert set(m.jobs[job_id].plan) == done  # the server planned (progress, ETA) the stages that ran
         # relight none: the product's core is the product as placed, bit for bit
         assert st.product_fidelity is not None and st.product_fidelity["delta_e_mean"] == 0.0
         jd = m.store.job_dir(job_id)

@@ -232,7 +232,11 @@ class JobManager:
             await self.wait_ready()  # only the worker can resolve "auto" (it owns torch and the GPU)
         backend = "draft" if req.test_mode else self.default_backend()
         seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
-        plan = expand_plan(req, registry.plan_stages(req))  # stages repeated per placement/variant (units.py)
+        # A one-pass profile (the worker says which it runs) paints the scene in one stage: plan that, so
+        # progress and ETA follow the stages that really run.
+        info = self.worker.state.backend_info if self.worker.state is not None else {}
+        one_pass = backend != "draft" and bool(info.get("one_pass"))
+        plan = expand_plan(req, registry.plan_stages(req, one_pass))  # repeated per placement/variant (units.py)
         expected = {s: self.stats.expected(backend, *stage_canvas(req, s, (req.width, req.height)), base_key(s))
                     for s in plan}
         job = Job(
