@@ -122,13 +122,13 @@ class HostRunner:
                                                        f"running this job ({', '.join(lost)})"))
             return
         self.current = job_id
-        self.beat()  # the API sees this host busy with the job at once
-        self.publish(JobStarted(job_id, self.name, tuple(lost)))
         folder = self.jobs_dir / job_id
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
         finished: JobFinished
-        try:
+        try:  # from here on a stop (dramatiq-abort's Abort) may land anywhere: the job still reports its end
+            self.beat()  # the API sees this host busy with the job at once
+            self.publish(JobStarted(job_id, self.name, tuple(lost)))
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
             self.bucket.download_dir(job_id, folder)
             finished = self._drive(decode_run(run, str(folder)), folder)
         except Abort:

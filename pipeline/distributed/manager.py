@@ -106,6 +106,7 @@ class RedisBook(JobBook):
                 self._adopt(record)
             except (KeyError, TypeError, ValueError):
                 continue
+        self.prune()  # the cluster's finished jobs beyond ADGEN_KEEP_JOBS / KEEP_DAYS are not kept here
 
 
 class DistributedJobManager(JobManager):
