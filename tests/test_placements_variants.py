@@ -398,3 +398,42 @@ async def test_a_stopped_job_keeps_the_results_it_finished(served: Served, produ
         for item in st["results"]:
             got = await http.get(f"/jobs/{job_id}/{item['uri'].rsplit('/', 1)[-1]}")
             assert got.status_code == 200 and _png(got.content).size == (item["width"], item["height"])
+
+
+async def test_campaign_of_four_placements_and_three_variants_with_a_brand_kit(served: Served,
+                                                                               product_b64: str) -> None:
+    """Issue 13's campaign: 12 results at exact sizes, copy inside each safe zone (text layers' pixels),
+    the kit's logo in every image, contrast reported per result and at or above its threshold."""
+    from tests.test_brand_kits import kit, logo_png, magenta_box
+
+    placements = ["square", "portrait", "story", "landscape"]
+    async with Client(f"{served.srv.base}/mcp", mode="legacy") as client:
+        saved = await client.call_tool("save_brand_kit", kit("campaign", logo=logo_png(), logo_corner="top-right"))
+        assert not saved.is_error, saved.content
+        r = await client.call_tool("generate_ad", {
+            "product_image": product_b64, **COPY, "placements": placements, "variants": 3, "seed": 77,
+            "brand_kit": "campaign", "test_mode": True, "use_llm_html": False, "wait_seconds": 0})
+        assert not r.is_error, r.content
+        job_id = r.structured_content["job_id"]
+        st = (await client.call_tool("get_status", {"job_id": job_id, "wait_seconds": 55})).structured_content
+        while st["status"] in ("pending", "running"):
+            st = (await client.call_tool("get_status", {"job_id": job_id, "wait_seconds": 55})).structured_content
+    assert st["status"] == "completed", st.get("error")
+    results = st["results"]
+    units = [f"{p}-v{v}" for v in (1, 2, 3) for p in placements]
+    assert sorted(f"{x['placement']}-v{x['variant']}" for x in results) == sorted(units)
+    assert st["contrast_ratio"] is not None and st["contrast_ratio"] == min(x["contrast_ratio"] for x in results)
+    job = served.data_dir / "jobs" / job_id
+    for item in results:
+        unit = f"{item['placement']}-v{item['variant']}"
+        spec = PLACEMENTS[item["placement"]]
+        image = Image.open(job / "results" / f"{unit}.png")
+        assert image.size == (item["width"], item["height"]) == (spec.width, spec.height), unit
+        layer = job / "text.png" if unit == units[0] else job / "units" / unit / "text.png"
+        first, last = _ink_rows(layer)
+        top, bottom = spec.safe_px()
+        assert top <= first and last < spec.height - bottom, (unit, first, last)
+        logo = magenta_box(image)
+        assert logo is not None, f"no logo in {unit}"
+        assert logo[0] > spec.width / 2 and logo[1] < spec.height / 2, (unit, logo)  # its corner: top right
+        assert item["contrast_ratio"] >= 3.0, (unit, item["contrast_ratio"])  # large copy: WCAG 3:1
