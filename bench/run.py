@@ -493,7 +493,7 @@ def update_draft_section(path: Path, draft: dict, baseline: dict | None) -> None
     start = text.index("## Draft ad end to end")
     end = text.find("\n## ", start + 1)
     section = "\n".join(_draft_section(draft, baseline))
-    path.write_text(text[:start] + section + (text[end + 1:] if end >= 0 else "\n"))
+    path.write_text(text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else ""))
 
 
 def write_report(path: Path, draft: dict, load: dict | None, cutout: dict | None, crash: dict | None,
