@@ -260,6 +260,9 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
         kinds = [e["type"] for e in cluster.events(j)]
         assert kinds.count("JobStarted") == 1 and kinds.count("JobFinished") == 1, kinds
         assert "DesignNeeded" in kinds  # the API's designers were asked and their answer reached the host
+    # Stage durations, recorded once per stage by the hosts, shared by every replica's ETAs.
+    stats = {k: json.loads(v) for k, v in cluster.r.hgetall("adgen:stats").items()}
+    assert stats["draft:256x256:render"]["count"] >= 6 and stats["draft:256x256:render"]["mean"] >= 0.5
     # The results come from the bucket through the API.
     final = httpx.get(f"{cluster.api.base}/jobs/{ids[0]}/final.png", timeout=10)
     assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"

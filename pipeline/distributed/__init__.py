@@ -7,6 +7,7 @@ Selected by ``ADGEN_QUEUE=redis://...`` (pipeline/config.py); needs the ``distri
 - ``state``: Redis keys: pending jobs as a sorted set (queue positions), job records, each job's
   capped event stream, the per-job run state (claimed by which host, lost hosts), host heartbeats.
 - ``bucket``: job files in an S3-compatible bucket (boto3).
+- ``stats``: the stage durations behind progress and ETAs, in Redis (hosts write, replicas read).
 - ``broker``: the Dramatiq broker (Redis, prefetch 1, time limit, dramatiq-abort).
 - ``executor``: ``RemoteHosts``, the executor of this mode (jobs to the hosts, their events back).
 - ``manager``: the API side, a ``JobManager`` whose queue, book and executor are the above.

@@ -32,6 +32,7 @@ from pipeline.config import Settings
 from pipeline.distributed.bucket import Bucket
 from pipeline.distributed.codec import JobStarted, decode_run, encode_event
 from pipeline.distributed.state import RedisState
+from pipeline.distributed.stats import RedisStageStats
 from pipeline.jobs.supervisor import WorkerHandle
 from pipeline.messages import (
     DesignAnswer,
@@ -43,6 +44,7 @@ from pipeline.messages import (
     WorkerReady,
     WorkerState,
 )
+from pipeline.units import base_key, stage_canvas
 
 log = logging.getLogger("adgen.host")
 
@@ -58,6 +60,7 @@ class HostRunner:
         assert settings.queue
         self.state = RedisState(settings.queue)
         self.bucket = Bucket(settings)
+        self.stats = RedisStageStats(self.state, writer=True)
         self.jobs_dir = settings.data_dir / "host-jobs"
         self.abortable: Any = None  # the broker's Abortable middleware (set by consume)
         self.handle = WorkerHandle(settings)
@@ -182,11 +185,11 @@ class HostRunner:
                                              data.get("note", "")))
                     asking = False
                 continue
-            if self._forward(ev, cmd.job_id, folder, sent):
+            if self._forward(ev, cmd, folder, sent):
                 return ev  # type: ignore[return-value]
             asking = asking or isinstance(ev, DesignNeeded)
 
-    def _forward(self, ev: Any, job_id: str, folder: Path, sent: dict[str, int]) -> bool:
+    def _forward(self, ev: Any, cmd: RunJob, folder: Path, sent: dict[str, int]) -> bool:
         """One worker event: host state kept, the job's events published; True when it is the job's end."""
         if isinstance(ev, WorkerReady):
             self.worker_state = ev.state
@@ -194,13 +197,15 @@ class HostRunner:
             self.worker_state = ev
         elif isinstance(ev, WorkerExiting):
             log.error("worker exiting: %s", ev.reason)
-        elif getattr(ev, "job_id", None) != job_id:
+        elif getattr(ev, "job_id", None) != cmd.job_id:
             return False
         elif isinstance(ev, JobFinished):
             return True
         else:
             if isinstance(ev, StageFinished):
-                self.bucket.upload_dir(job_id, folder, sent)  # the files before the event naming them
+                self.bucket.upload_dir(cmd.job_id, folder, sent)  # the files before the event naming them
+                canvas = stage_canvas(cmd.request, ev.stage, (cmd.request.width, cmd.request.height))
+                self.stats.record(cmd.backend, *canvas, base_key(ev.stage), ev.seconds)  # the cluster's ETAs
             self.publish(ev)
         return False
 

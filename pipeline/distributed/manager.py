@@ -27,6 +27,7 @@ from pipeline.distributed.bucket import Bucket
 from pipeline.distributed.codec import JobStarted, encode_event
 from pipeline.distributed.executor import RemoteHosts
 from pipeline.distributed.state import RedisState
+from pipeline.distributed.stats import RedisStageStats
 from pipeline.jobs.book import JobBook, JobNotFound
 from pipeline.jobs.job import Job
 from pipeline.jobs.manager import JobManager, QueueFull
@@ -116,6 +117,7 @@ class DistributedJobManager(JobManager):
         self.state = RedisState(settings.queue)
         self.bucket = Bucket(settings)
         self.book = RedisBook(settings, self.store, self.state)
+        self.stats = RedisStageStats(self.state, writer=False)  # the hosts record; every replica reads the same
         self.jobs = self.book.jobs
         self.rqueue = RedisQueue(self.state)
         self.queue = self.rqueue
