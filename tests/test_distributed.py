@@ -272,6 +272,27 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
     assert download.status_code == 200 and len(download.content) > 1000
 
 
+@pytest.mark.anyio
+async def test_mcp_generate_ad_streams_progress_from_a_worker_host(cluster: Cluster) -> None:
+    from mcp import Client
+
+    cluster.delay(1)
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append((p, total, message))
+
+    async with Client(f"{cluster.api.base}/mcp", mode="legacy") as client:
+        res = await client.call_tool("generate_ad", {
+            "product_image": _photo(), "text_content": "Progress over MCP", "test_mode": True, "width": 256,
+            "height": 256, "wait_seconds": 55}, progress_callback=on_progress)
+    cluster.delay(0)
+    st = res.structured_content
+    assert not res.is_error and st["status"] == "completed", st
+    assert len(progress) >= 3 and progress[-1][0] >= progress[0][0]  # the host's stage events, as they came
+    assert st["final_result"] == f"adgen://jobs/{st['job_id']}/final.png"
+
+
 def test_cancel_queued_and_running_jobs(cluster: Cluster) -> None:
     cluster.delay(30)  # far past the grace period: the running job needs the hard stop
     ids = [cluster.submit(f"Stop {i}") for i in range(3)]
