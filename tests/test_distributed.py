@@ -268,7 +268,9 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
     assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
     keys = {o["Key"] for o in cluster.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{ids[0]}/")["Contents"]}
     assert f"jobs/{ids[0]}/final.png" in keys and f"jobs/{ids[0]}/product.png" in keys
-    download = httpx.get(f"{cluster.api.base}/jobs/{ids[0]}/download", timeout=10)
+    st = cluster.status(ids[0])  # URLs, no paths of a server's disk
+    assert st["output_file"] is None and all(r["path"] is None for r in st["results"])
+    download = httpx.get(cluster.api.base + st["download_url"], timeout=10)
     assert download.status_code == 200 and len(download.content) > 1000
 
 

@@ -341,9 +341,13 @@ class DistributedJobManager(JobManager):
         links = result_links(job_id, lambda name: self.store.has(job_id, name), results)
         st = build_status(job, now, queue_position=position, queued_eta=eta, links=links,
                           metrics=self.metrics() if with_metrics else None)
+        # A path on one API replica's disk means nothing to a client of the cluster: results are given as URLs and
+        # resource URIs (the delivered ad at download_url), never as server paths.
+        update: dict[str, Any] = {"output_file": None, "results": [r.model_copy(update={"path": None})
+                                                                  for r in st.results]}
         if job_id in self._lost_since:
-            st = st.model_copy(update={"message": job.message})
-        return st
+            update["message"] = job.message
+        return st.model_copy(update=update)
 
     def artifact(self, job_id: str, name: str) -> Path | None:
         """A finished file, fetched from the bucket when this replica has not got it yet (after a restart)."""
