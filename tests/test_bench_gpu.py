@@ -1,5 +1,7 @@
-"""bench/gpu.py without a GPU: --check (published configs on the meta device, plans per card) and --smoke
-(the production-path timing code on tiny models on the CPU), as subprocesses the way a person runs them."""
+"""bench/gpu.py without a GPU: --check (published configs on the meta device, plans per card, the fast profile's
+plan on a 24 GB card) and --smoke (the production-path timing code of every profile on tiny models on the CPU:
+classic through its stage methods, fast and quality through DiffusionBackend.scene() with random weights saved
+and loaded by the backend's own from_pretrained), as subprocesses the way a person runs them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,22 +19,63 @@ pytest.importorskip("diffusers", reason="model stages need the [models] extra")
 from tests.conftest import REPO
 
 
-def run(*args: str) -> str:
+def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "bench.gpu", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def test_check_reports_published_sizes_and_plans() -> None:
-    out = run("--check")
+    out = run("--check").stdout
     assert re.search(r"flux\.transformer\s+11\.90\d B", out) and re.search(r"vlm\.vlm\s+2\.2\d\d B", out)
     assert re.search(r"H100 80GB\s+nf4=True\s+resident", out)
     assert re.search(r"L4 24GB\s+nf4=True\s+quantized: .*NF4", out)
+    # issue 12: fast on a 24 GB card keeps the segmenter and VLM resident, its text encoder in NF4...
+    fast = re.search(r"^fast on L4 24GB\s+(.*)$", out, re.M)
+    assert fast and fast.group(1).startswith("encoder-nf4") and "resident: scene, segmenter, vlm;" in fast.group(1)
+    assert "per stage: none" in fast.group(1) and fast.group(1).endswith("text encoder: nf4")
+    # ...and without bitsandbytes it says what it gives up instead (aux models per stage)
+    plain = re.search(r"^fast on L4 24GB \(no bitsandbytes\)\s+(.*)$", out, re.M)
+    assert plain and "per stage: segmenter, vlm" in plain.group(1)
 
 
-def test_smoke_runs_the_production_path_on_tiny_models() -> None:
-    out = run("--smoke")
-    result = json.loads(out[out.index("{"):])
-    assert result["components"] == result["built_components"] == 7
-    assert result["s_per_step"] > 0 and result["step1_s"] > 0 and result["analysis_source"] in ("vlm", "pixels")
+def test_smoke_runs_every_profile_on_tiny_models(tmp_path: Path) -> None:
+    doc = tmp_path / "gpu.md"
+    out = run("--smoke", "--doc", str(doc)).stdout
+    start = re.search(r"^\{$", out, re.M)  # the summary (the per-profile progress lines come before it)
+    assert start, out[-2000:]
+    result, _ = json.JSONDecoder().raw_decode(out[start.start():])
+    classic = result["classic"]
+    assert classic["components"] == classic["built_components"] == 7
+    assert classic["s_per_step"] > 0 and classic["step1_s"] > 0 and classic["warm_step1_s"] > 0
+    assert classic["analysis_source"] in ("vlm", "pixels")
+    # the one-pass profiles through scene(): the pipeline class the profile names, loaded from the saved folder,
+    # every component in bf16 on the device (check_placement), two steps timed cold and warm
+    for profile, pipeline, components in (("fast", "Flux2KleinInpaintPipeline", 3), ("quality", "FluxFillPipeline", 4)):
+        r = result[profile]
+        assert r["pipeline"] == pipeline and r["steps"] == 2 and r["size"] == 256, r
+        assert r["components"] == components and r["plan_level"] == "resident"
+        assert r["cold_s"] > 0 and r["warm_s"] > 0 and r["s_per_step"] > 0
+    assert "fast-24gb" not in result  # the allocator-held 24 GB run needs CUDA
+    page = doc.read_text()
+    assert "CPU smoke run on tiny models (not GPU figures)" in page
+    assert re.search(r"^\| fast \| Flux2KleinInpaintPipeline \| 2 \| 256² \| [\d.]+ s \| [\d.]+ s \|.*"
+                     r"< 2 s warm on an H100 \(not this card\) \|$", page, re.M)
+    assert re.search(r"^\| quality \| FluxFillPipeline \| 2 \|.*< 8 s warm on an H100 \(not this card\) \|$", page, re.M)
+    assert re.search(r"^\| classic \| FluxPipeline", page, re.M)
+    assert "- fast on L4 24GB: encoder-nf4" in page and "text encoder stored as nf4" in page
+
+
+def test_without_cuda_it_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark would run")
+    doc = tmp_path / "gpu.md"
+    proc = run("--profiles", "fast", "--doc", str(doc), ok=False)
+    assert proc.returncode == 1 and "no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+    assert not doc.exists()
+    bad = run("--profiles", "fast,turbo", ok=False)
+    assert bad.returncode == 1 and "unknown profile(s): turbo" in bad.stderr
