@@ -51,8 +51,9 @@ def harmonise(image: Image.Image, mask: np.ndarray, strength: float, relight: Re
     wrap_sigma = max(2.0, rgb.shape[1] / 200)
     rim_sigma = max(2.0, rgb.shape[1] / 300)
     pad = int(3 * max(wrap_sigma, rim_sigma)) + 2
-    ys, xs = np.nonzero(m_full > 0)
-    box = (slice(max(0, ys.min() - pad), ys.max() + pad + 1), slice(max(0, xs.min() - pad), xs.max() + pad + 1))
+    on_any = mask > 0  # the product's rows and columns from projections (np.nonzero lists every pixel)
+    ys, xs = np.flatnonzero(on_any.any(axis=1)), np.flatnonzero(on_any.any(axis=0))
+    box = (slice(max(0, ys[0] - pad), ys[-1] + pad + 1), slice(max(0, xs[0] - pad), xs[-1] + pad + 1))
     crop, m = rgb[box], m_full[box]
     lab = srgb_to_lab(crop)
     prod_mean = lab[m > 0.5].mean(axis=0)
