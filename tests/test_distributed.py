@@ -409,6 +409,14 @@ def test_one_consumer_per_gpu_and_a_graceful_host_stop(cluster: Cluster) -> None
     cluster.delay(0)
 
 
+def test_unreachable_redis_is_a_one_line_startup_error(tmp_path: Path) -> None:
+    env = {**os.environ, "ADGEN_DATA_DIR": str(tmp_path), "ADGEN_QUEUE": f"redis://127.0.0.1:{free_port()}/0"}
+    out = subprocess.run([sys.executable, "-m", "mcp_server", "--transport", "streamable-http", "--port",
+                          str(free_port())], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "distributed mode: cannot reach Redis (redis://127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_local_mode_loads_none_of_the_distributed_packages() -> None:
     code = ("import sys, mcp_server.server, pipeline.jobs.manager as m; from pipeline.config import Settings; "
             "import tempfile; s = Settings(data_dir=tempfile.mkdtemp()); "

@@ -29,6 +29,7 @@ from pipeline.distributed.executor import RemoteHosts
 from pipeline.distributed.state import RedisState
 from pipeline.distributed.stats import RedisStageStats
 from pipeline.jobs.book import JobBook, JobNotFound
+from pipeline.jobs.health import StartupError
 from pipeline.jobs.job import Job
 from pipeline.jobs.manager import JobManager, QueueFull
 from pipeline.jobs.status import build_status, result_links
@@ -131,8 +132,13 @@ class DistributedJobManager(JobManager):
     async def __aenter__(self) -> JobManager:
         # Nothing renders here: Chromium, fonts and GPUs are the worker hosts' (their heartbeats carry their state).
         self.problems = []
-        await anyio.to_thread.run_sync(self.book.load_from_disk)
-        await self.remote.start()
+        try:
+            await anyio.to_thread.run_sync(self.book.load_from_disk)
+            await self.remote.start()
+        except Exception as exc:  # one line with the fix, not a traceback (mcp_server/__main__.py exits with it)
+            raise StartupError(f"distributed mode: cannot reach Redis ({self.settings.queue}) or the bucket "
+                               f"({self.settings.s3_endpoint or 'AWS S3'}/{self.settings.s3_bucket}): "
+                               f"{type(exc).__name__}: {exc}") from exc
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self.remote.pump)
