@@ -34,7 +34,8 @@ from pipeline.jobs.job import Job
 from pipeline.jobs.manager import JobManager, QueueFull
 from pipeline.jobs.status import build_status, result_links
 from pipeline.jobs.store import ARTIFACTS, JobStore, result_file
-from pipeline.messages import DesignNeeded, Event, JobFinished, RunJob
+from pipeline.jobs.supervisor import WorkerSupervisor
+from pipeline.messages import DesignNeeded, Event, JobFinished, RunJob, WorkerState
 from pipeline.schemas import TERMINAL_STATES, HealthResponse, ResourcesResponse, StatusResponse, StopResponse
 
 log = logging.getLogger("adgen.distributed")
@@ -111,6 +112,23 @@ class RedisBook(JobBook):
         self.prune()  # the cluster's finished jobs beyond ADGEN_KEEP_JOBS / KEEP_DAYS are not kept here
 
 
+class _HostsView(WorkerSupervisor):
+    """What the base manager reads of its worker (``state``: the backend and what its profile plans, e.g. one-pass)
+    answered from the hosts' heartbeats. It is never started: no worker runs beside an API replica (no handle)."""
+
+    def __init__(self, settings: Settings, remote: RemoteHosts) -> None:
+        super().__init__(settings, lambda ev: None, _no_death)
+        self.remote = remote
+
+    @property
+    def state(self) -> WorkerState | None:
+        return self.remote.state
+
+
+async def _no_death(cause: str) -> None:
+    return None
+
+
 class DistributedJobManager(JobManager):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -122,10 +140,10 @@ class DistributedJobManager(JobManager):
         self.jobs = self.book.jobs
         self.rqueue = RedisQueue(self.state)
         self.queue = self.rqueue
-        # The executor: RunJobs to the worker hosts, their events back into _on_event (the local supervisor stays
-        # unstarted: no worker runs beside an API replica).
+        # The executor: RunJobs to the worker hosts, their events back into _on_event.
         self.remote = RemoteHosts(settings, self.state, self.bucket, self._on_event, self._following,
                                   self.store.job_dir)
+        self.worker = _HostsView(settings, self.remote)
         self._lost_since: dict[str, float] = {}  # jobs re-queued after a lost host, waiting for another
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -163,12 +181,6 @@ class DistributedJobManager(JobManager):
                 await anyio.sleep(0.2)
                 await self.remote.refresh()
         return self.remote.ready
-
-    def default_backend(self) -> str:
-        state = self.remote.state
-        if state is not None:
-            return state.default_backend
-        return "draft" if self.settings.backend == "auto" else self.settings.backend
 
     # ---- sending -----------------------------------------------------------------------
     def _dispatch(self) -> None:
