@@ -25,6 +25,7 @@ time is an upper bound: two attempts at the full token limit).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -183,6 +184,10 @@ def random_models(folders: dict[str, Path], device: str, dtype: Any) -> dict[str
     return {"flux": FluxModels(t2i, i2i), "segmenter": seg, "vlm": vlm}
 
 
+def identity(value: Any) -> Any:
+    return value
+
+
 def check_placement(backend: Any) -> int:
     """Every loaded component's parameters on the backend's device in its dtype (or the plan's fp8)."""
     import torch
@@ -224,7 +229,7 @@ def production_path(folders: dict[str, Path], data: Path, device: str, size: int
         torch.cuda.synchronize()
     build_s = time.perf_counter() - started
     for key, value in models.items():
-        backend.cache.get(key, lambda v=value: v, keep=True)
+        backend.cache.get(key, functools.partial(identity, value), keep=True)
     built = check_placement(backend)
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -79,3 +79,38 @@ def test_without_cuda_it_says_so_and_writes_nothing(tmp_path: Path) -> None:
     assert not doc.exists()
     bad = run("--profiles", "fast,turbo", ok=False)
     assert bad.returncode == 1 and "unknown profile(s): turbo" in bad.stderr
+
+
+@pytest.mark.parametrize("profile,expected", [
+    # published sizes: FLUX.2 [klein] 4B = 3.9 B transformer + Qwen3-4B 4.0 B; FLUX.1 Fill [dev] 11.9 B + T5-XXL
+    ("fast", {"transformer": 3.88, "vae": 0.08, "text_encoder": 4.02}),
+    ("quality", {"transformer": 11.90, "vae": 0.08, "text_encoder": 0.12, "text_encoder_2": 4.76}),
+])
+def test_full_size_scene_configs_build_the_published_models(tmp_path: Path, profile: str,
+                                                            expected: dict[str, float]) -> None:
+    """What the GPU run builds and saves: the real classes from the profile's published configs (on the meta
+    device here: no memory), in bf16, with the published parameter counts and the Fill transformer's channels."""
+    import diffusers
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    from bench.gpu import build_random, write_scene_configs
+
+    configs = write_scene_configs(profile, tmp_path / profile)
+    index = json.loads((configs / "model_index.json").read_text())
+    assert index["_class_name"] == ("Flux2KleinInpaintPipeline" if profile == "fast" else "FluxFillPipeline")
+    sizes = {}
+    for name in expected:
+        library, cls_name = index[name]
+        if library == "diffusers":
+            cls = getattr(diffusers, cls_name)
+            model = build_random(cls, cls.load_config(configs / name), "meta", torch.bfloat16)
+        else:
+            model = build_random(getattr(transformers, cls_name), AutoConfig.from_pretrained(configs / name), "meta",
+                                 torch.bfloat16)
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}, name
+        sizes[name] = round(sum(p.numel() for p in model.parameters()) / 1e9, 2)
+        if profile == "quality" and name == "transformer":
+            assert (model.config.in_channels, model.config.out_channels) == (384, 64)
+    assert sizes == expected
