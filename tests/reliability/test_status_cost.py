@@ -28,6 +28,7 @@ from PIL import Image
 from mcp_server.schema_compact import compact_schema
 from mcp_server.server import build_server
 from pipeline.config import Settings
+from pipeline.images import PHOTO_UPLOAD, load_image
 from pipeline.jobs import JobManager
 from pipeline.jobs.store import JobStore
 from pipeline.schemas import GenerateRequest, ResourcesResponse, StatusResponse
@@ -153,7 +154,7 @@ async def test_accepted_behind_a_busy_worker_written_after_the_answer_in_order(
         first = await m.submit(GenerateRequest(product_image=product_b64, text_content="one", seed=1, width=2048,
                                                height=2048))
         assert first.status == "running"  # an idle worker takes it at once, its photo already on disk
-        assert m.store.artifact(first.job_id, "product.png") is not None
+        assert (m.store.job_dir(first.job_id) / PHOTO_UPLOAD).is_file()
         queued = [await m.submit(GenerateRequest(product_image=product_b64, text_content=f"q{i}", seed=i,
                                                  width=256, height=256)) for i in range(3)]
         assert [q.queue_position for q in queued] == [0, 1, 2]
@@ -191,12 +192,15 @@ def test_exif_orientation_is_still_applied(settings: Settings) -> None:
     intake = Intake(settings, store, FontCatalog(settings.fonts_dir))
     checked = intake.read_inputs(GenerateRequest(product_image=base64.b64encode(buf.getvalue()).decode(),
                                                  text_content=None, width=256, height=256))
-    product = checked.images["product.png"]
+    # The upload is kept as sent; the worker decodes it with the same load_image, which turns it upright.
+    raw = checked.files[PHOTO_UPLOAD]
+    assert raw == buf.getvalue() and "product.png" not in checked.images
+    product = load_image(raw, "product_image", settings.max_image_pixels)
     assert product.size == (200, 320)  # turned upright
     top = product.convert("RGB").getpixel((100, 10))
     assert top[2] > 150 and top[0] < 100  # the band that was on the left is now at the top
     plain = intake.read_inputs(GenerateRequest(product_image=png_b64(img), width=256, height=256))
-    assert plain.images["product.png"].size == (320, 200)
+    assert load_image(plain.files[PHOTO_UPLOAD], "product_image", settings.max_image_pixels).size == (320, 200)
 
 
 async def test_metrics_are_served_while_a_refresh_runs_off_the_loop(settings: Settings) -> None:
