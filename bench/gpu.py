@@ -124,6 +124,31 @@ def build_random(cls: Any, config: Any, device: str, dtype: Any) -> Any:
     return model.eval()
 
 
+def random_segmenter(folders: dict[str, Path], device: str, dtype: Any, matting: bool) -> Any:
+    """SAM-HQ (and ViTMatte when the profile uses it) with random weights, as the backend's segmenter entry."""
+    from transformers import (
+        AutoConfig,
+        SamHQModel,
+        SamHQProcessor,
+        SamImageProcessor,
+        VitMatteForImageMatting,
+        VitMatteImageProcessor,
+    )
+
+    from pipeline.worker.models.loader import SegmenterModels
+
+    sam_cfg = AutoConfig.from_pretrained(folders["seg"])
+    side = sam_cfg.vision_config.image_size
+    sam_proc = SamHQProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": side}, pad_size={"height": side, "width": side},
+        mask_size={"longest_edge": side // 4}, mask_pad_size={"height": side // 4, "width": side // 4}))
+    seg = SegmenterModels(build_random(SamHQModel, sam_cfg, device, dtype), sam_proc)
+    if matting:
+        seg.matte = build_random(VitMatteForImageMatting, AutoConfig.from_pretrained(folders["matting"]), device, dtype)
+        seg.matte_processor = VitMatteImageProcessor()
+    return seg
+
+
 def random_models(folders: dict[str, Path], device: str, dtype: Any) -> dict[str, Any]:
     """The backend's three cache entries, built from config folders with random weights."""
     import diffusers
@@ -132,14 +157,9 @@ def random_models(folders: dict[str, Path], device: str, dtype: Any) -> dict[str
     from transformers import (
         AutoConfig,
         Qwen2VLForConditionalGeneration,
-        SamHQModel,
-        SamHQProcessor,
-        SamImageProcessor,
-        VitMatteForImageMatting,
-        VitMatteImageProcessor,
     )
 
-    from pipeline.worker.models.loader import FluxModels, SegmenterModels, VisionLanguageModel
+    from pipeline.worker.models.loader import FluxModels, VisionLanguageModel
     from tests.tiny_models.flux import flux_tokenizers
     from tests.tiny_models.qwen2vl import qwen2vl_processor, qwen2vl_tokenizer
 
@@ -163,14 +183,7 @@ def random_models(folders: dict[str, Path], device: str, dtype: Any) -> dict[str
     i2i = FluxImg2ImgPipeline(**t2i.components)
     i2i.set_progress_bar_config(disable=True)
 
-    sam_cfg = AutoConfig.from_pretrained(folders["seg"])
-    side = sam_cfg.vision_config.image_size
-    sam_proc = SamHQProcessor(image_processor=SamImageProcessor(
-        size={"longest_edge": side}, pad_size={"height": side, "width": side},
-        mask_size={"longest_edge": side // 4}, mask_pad_size={"height": side // 4, "width": side // 4}))
-    seg = SegmenterModels(build_random(SamHQModel, sam_cfg, device, dtype), sam_proc,
-                          build_random(VitMatteForImageMatting, AutoConfig.from_pretrained(folders["matting"]),
-                                       device, dtype), VitMatteImageProcessor())
+    seg = random_segmenter(folders, device, dtype, matting=True)
 
     tok, ids = qwen2vl_tokenizer()
     vlm_cfg = AutoConfig.from_pretrained(folders["vlm"])
@@ -386,12 +399,14 @@ def scene_settings(profile: str, weights: Path, folders: dict[str, Path], data: 
 
 
 def scene_path(profile: str, weights: Path, folders: dict[str, Path], data: Path, device: str, size: int,
-               steps: int | None = None, budget_gb: float | None = None) -> dict[str, Any]:
-    """A one-pass profile's step 1 through ``DiffusionBackend.scene``: cold (the first call: the backend loads the
-    pipeline through its own from_pretrained path, then generates) and warm (the second call, model resident)."""
+               steps: int | None = None, budget_gb: float | None = None, segment: bool = True) -> dict[str, Any]:
+    """A one-pass profile's step 1 through the backend: ``segment()`` (random SAM-HQ, plus ViTMatte where the profile
+    uses it, built in the backend's cache) then ``scene()``, which loads the saved pipeline through the loader's own
+    from_pretrained on its first call. Cold = the first step 1 (the scene model's load included), warm = the second."""
     import torch
 
     from pipeline.worker.backends.diffusion import DiffusionBackend
+    from tests.conftest import synthetic_product
 
     cuda = device == "cuda"
     settings = scene_settings(profile, weights, folders, data, device=device, dtype="bfloat16", flux_steps=steps,
@@ -399,6 +414,15 @@ def scene_path(profile: str, weights: Path, folders: dict[str, Path], data: Path
     backend = DiffusionBackend(settings)
     assert backend.plan is not None and backend.problem is None, backend.problem
     assert backend.one_pass and backend.generator_key == "scene"
+    # the random segmenter can only stand in where the plan keeps it resident (per stage it would be reloaded
+    # from a folder that holds only its config)
+    segment = segment and backend.plan.keeps("segmenter")
+    if segment:
+        seg = random_segmenter(folders, device, backend.dtype, matting=profile == "quality")
+        backend.cache.get("segmenter", functools.partial(identity, seg), keep=True)
+        del seg
+    photo, _ = synthetic_product("bottle", size)
+    # placed from the true mask: a random segmenter's mask would make the scene's input meaningless
     canvas, paint, reference = placed_product(size)
     stamps: list[tuple[float, str]] = []
 
@@ -407,31 +431,40 @@ def scene_path(profile: str, weights: Path, folders: dict[str, Path], data: Path
             torch.cuda.synchronize()
         stamps.append((time.perf_counter(), label))
 
-    def run(seed: int) -> tuple[float, list[float]]:
+    def run(seed: int) -> dict[str, Any]:
         stamps.clear()
+        t = time.perf_counter()
+        if segment:
+            backend.segment(photo, on_step)
+        segment_s = time.perf_counter() - t
         t = time.perf_counter()
         out = backend.scene(canvas, paint, reference, "a product on a wooden table, soft window light", "", seed,
                             3.5, on_step)
         if cuda:
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
+        scene_s = time.perf_counter() - t
         assert out.size == canvas.size
         denoise = [s for s, label in stamps if label.startswith("scene_generation (")]
-        return seconds, [b - a for a, b in zip(denoise[1:], denoise[2:], strict=False)]
+        per_step = [b - a for a, b in zip(denoise[1:], denoise[2:], strict=False)]
+        return {"segment_s": segment_s, "scene_s": scene_s, "per_step": per_step}
 
     if cuda:
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    cold_s, _ = run(1)
+    cold = run(1)
     cold_peak = torch.cuda.max_memory_allocated() / GiB if cuda else 0.0
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    warm_s, per_step = run(2)
+    warm = run(2)
     warm_peak = torch.cuda.max_memory_allocated() / GiB if cuda else 0.0
     scene = backend.cache.value("scene")
     result = {
-        "profile": profile, "pipeline": scene.kind, "steps": backend.steps, "size": size,
-        "cold_s": cold_s, "warm_s": warm_s, "s_per_step": statistics.median(per_step) if per_step else float("nan"),
+        "profile": profile, "pipeline": scene.kind, "steps": backend.steps, "size": size, "segmented": segment,
+        "cold_s": cold["segment_s"] + cold["scene_s"], "warm_s": warm["segment_s"] + warm["scene_s"],
+        "cold_segment_s": cold["segment_s"], "cold_scene_s": cold["scene_s"],
+        "warm_segment_s": warm["segment_s"], "warm_scene_s": warm["scene_s"],
+        "s_per_step": statistics.median(warm["per_step"]) if warm["per_step"] else float("nan"),
         "vram_peak_cold_gib": cold_peak, "vram_peak_warm_gib": warm_peak, "components": check_placement(backend),
         "plan": backend.plan.summary(), "plan_level": backend.plan.level,
     }
@@ -575,6 +608,12 @@ def _targets(profile: str, warm_s: float, card: str) -> str:
     return f"{goal}: {'met' if warm_s < TARGETS_S[profile] else 'MISSED'}"
 
 
+def _parts(r: dict[str, Any], which: str) -> str:
+    if not r["segmented"]:
+        return " (scene only)"
+    return f" ({r[which + '_segment_s']:.2f} + {r[which + '_scene_s']:.2f})"
+
+
 def write_doc(path: Path, name: str, env: dict[str, str], tiny: dict[str, Any] | None, results: dict[str, Any],
               checked: dict[str, Any]) -> None:
     plans = {card: p for card, p in checked["plans"].items() if "no bitsandbytes" not in card}
@@ -596,8 +635,8 @@ def write_doc(path: Path, name: str, env: dict[str, str], tiny: dict[str, Any] |
         else:
             label = "fast, 24 GB plan (process held to 24 GB)" if key == "fast-24gb" else key
             profile_rows.append(
-                f"| {label} | {r['pipeline']} | {r['steps']} | {r['size']}² | {r['cold_s']:.2f} s | "
-                f"{r['warm_s']:.2f} s | {r['s_per_step']:.3f} s | "
+                f"| {label} | {r['pipeline']} | {r['steps']} | {r['size']}² | {r['cold_s']:.2f} s{_parts(r, 'cold')} | "
+                f"{r['warm_s']:.2f} s{_parts(r, 'warm')} | {r['s_per_step']:.3f} s | "
                 f"{r['vram_peak_cold_gib']:.1f} / {r['vram_peak_warm_gib']:.1f} GiB | "
                 f"{_targets(key, r['warm_s'], name)} |")
     tiny_line = (f"| whole job, tiny models, CUDA (job manager + worker) | {tiny['status']} in "
@@ -626,10 +665,11 @@ accelerate {env['accelerate']}, Python {env['python']}.
 
 Step 1 of each profile through the diffusion backend's own code, full-size models with random bf16 weights
 (published configs). fast and quality: the pipeline saved once to a local folder with `save_pretrained` and
-loaded by `DiffusionBackend.scene()` through the loader's own `from_pretrained` (cold = first call: load from
-a freshly written folder, likely in the page cache, plus the first run; warm = second call, model resident);
-the figure is the scene stage (the segmentation before it is the classic row's segmentation). classic: the
-stage methods segment, background, refine and analyze (cold = first pass, warm = second).
+loaded by `DiffusionBackend.scene()` through the loader's own `from_pretrained`; step 1 = `segment()` (random
+SAM-HQ, + ViTMatte for quality, built in the backend's cache) + `scene()`, shown as total (segment + scene);
+cold = the first step 1 (the scene model's load from a freshly written folder, likely in the page cache,
+included), warm = the second, models resident. classic: the stage methods segment, background, refine and
+analyze (cold = first pass, warm = second).
 
 | profile | pipeline | steps | size | cold | warm | s/step | VRAM peak (cold / warm) | target |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |

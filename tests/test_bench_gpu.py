@@ -52,16 +52,19 @@ def test_smoke_runs_every_profile_on_tiny_models(tmp_path: Path) -> None:
     assert classic["s_per_step"] > 0 and classic["step1_s"] > 0 and classic["warm_step1_s"] > 0
     assert classic["analysis_source"] in ("vlm", "pixels")
     # the one-pass profiles through scene(): the pipeline class the profile names, loaded from the saved folder,
-    # every component in bf16 on the device (check_placement), two steps timed cold and warm
-    for profile, pipeline, components in (("fast", "Flux2KleinInpaintPipeline", 3), ("quality", "FluxFillPipeline", 4)):
+    # every component in bf16 on the device (check_placement: the scene pipeline's, SAM-HQ, + ViTMatte for
+    # quality), two steps timed cold and warm
+    for profile, pipeline, components in (("fast", "Flux2KleinInpaintPipeline", 4), ("quality", "FluxFillPipeline", 6)):
         r = result[profile]
         assert r["pipeline"] == pipeline and r["steps"] == 2 and r["size"] == 256, r
         assert r["components"] == components and r["plan_level"] == "resident"
-        assert r["cold_s"] > 0 and r["warm_s"] > 0 and r["s_per_step"] > 0
+        assert r["segmented"] and r["cold_s"] > 0 and r["warm_s"] > 0 and r["s_per_step"] > 0
+        assert r["warm_s"] == pytest.approx(r["warm_segment_s"] + r["warm_scene_s"]) and r["warm_segment_s"] > 0
     assert "fast-24gb" not in result  # the allocator-held 24 GB run needs CUDA
     page = doc.read_text()
     assert "CPU smoke run on tiny models (not GPU figures)" in page
-    assert re.search(r"^\| fast \| Flux2KleinInpaintPipeline \| 2 \| 256² \| [\d.]+ s \| [\d.]+ s \|.*"
+    cell = r"[\d.]+ s \([\d.]+ \+ [\d.]+\)"  # step 1 (segment + scene)
+    assert re.search(rf"^\| fast \| Flux2KleinInpaintPipeline \| 2 \| 256² \| {cell} \| {cell} \|.*"
                      r"< 2 s warm on an H100 \(not this card\) \|$", page, re.M)
     assert re.search(r"^\| quality \| FluxFillPipeline \| 2 \|.*< 8 s warm on an H100 \(not this card\) \|$", page, re.M)
     assert re.search(r"^\| classic \| FluxPipeline", page, re.M)
