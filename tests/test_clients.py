@@ -125,7 +125,8 @@ async def test_stdio_exact_bytes_small_results_and_errors(tmp_path: Path, produc
         delivered = (await client.read_resource(f"adgen://jobs/{st['job_id']}/download")).contents[0]
         assert base64.b64decode(delivered.blob) == await anyio.Path(st["output_file"]).read_bytes()
         listed = [r.uri for r in (await client.list_resources()).resources]
-        assert listed[0] == st["final_result"]
+        assert "ui://adgen/studio" in listed  # the Studio app (MCP Apps), then the recent ads, newest first
+        assert [u for u in listed if u.startswith("adgen://")][0] == st["final_result"]
 
         # An oversized preview (a real JPEG) is left out rather than pushing the result past 1 MiB.
         preview = data_dir / "jobs" / st["job_id"] / "preview.jpg"

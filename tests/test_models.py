@@ -113,7 +113,9 @@ async def test_full_job_on_tiny_models_through_mcp(tmp_path: Path, tiny_hub, pro
         assert st["backend"] == "diffusion"
         messages = " | ".join(msg for _, msg in progress)
         assert "background_generation (" in messages and "/4)" in messages
-        assert "SAM-HQ" in messages and "image_analysis (VLM" in messages
+        # Sub-steps that finish between two notifications are not all seen (SAM-HQ's own is often skipped
+        # under load); the segmenter's sub-steps and the VLM's are.
+        assert "segmentation (" in messages and "image_analysis (VLM" in messages
         # Fast stages can fall between two notifications; the job record has every stage's timing.
         assert set(m.jobs[st["job_id"]].done) == {"segment", "background", "composite", "refine", "analyze",
                                                   "design", "render", "final"}

@@ -33,7 +33,8 @@ def _inspector(tmp_path: Path, *args: str) -> dict:
 @pytest.mark.slow
 def test_inspector_lists_tools(tmp_path: Path) -> None:
     tools = {t["name"]: t for t in _inspector(tmp_path, "--method", "tools/list")["tools"]}
-    assert set(tools) == {"generate_ad", "get_status", "stop_job", "list_fonts", "get_resources"}
+    assert set(tools) == {"generate_ad", "edit_ad", "get_status", "stop_job", "list_fonts", "get_resources",
+                          "save_brand_kit", "list_brand_kits", "delete_brand_kit", "studio_image", "studio_jobs"}
     assert tools["generate_ad"]["outputSchema"]["properties"]["final_result"]
 
 

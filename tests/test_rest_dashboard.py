@@ -38,6 +38,11 @@ async def test_rest_and_mcp_return_the_same_status(http_server_factory, product_
             assert rest[key] == f"/jobs/{job_id}/{mcp[key].rsplit('/', 1)[-1]}"
         elif key == "download_url" and rest[key]:
             assert mcp[key].endswith(rest[key])  # absolute over MCP (clients need a full URL), a path over REST
+        elif key == "results":  # the same items; each image a server path over REST, a resource URI over MCP
+            assert len(rest[key]) == len(mcp[key]) == 1
+            for r, m in zip(rest[key], mcp[key], strict=True):
+                assert r["uri"] == f"/jobs/{job_id}/{m['uri'].rsplit('/', 1)[-1]}"
+                assert {k: v for k, v in r.items() if k != "uri"} == {k: v for k, v in m.items() if k != "uri"}
         elif key not in ("system_metrics", "elapsed_sec"):
             assert rest[key] == mcp[key], key
 
