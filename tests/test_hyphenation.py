@@ -27,8 +27,9 @@ from pipeline.worker.design.sanitize import build_document, sanitize_html
 from pipeline.worker.layout import Box, LayoutPlan
 from pipeline.worker.render.browser import CHROMIUM_FLAGS, TextRenderer
 from pipeline.worker.stages.design import DesignSpec, design_template
+from tests.conftest import REPO
 
-ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+ARTIFACTS = str(REPO / "test-artifacts")  # ignored by git, like every test's pictures
 
 
 # ---- where the soft hyphens go -------------------------------------------------------------

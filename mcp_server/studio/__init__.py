@@ -27,6 +27,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from mcp_server.delivery import sniff_mime
 from pipeline.jobs import JobManager, JobNotFound
 
 STUDIO_URI = "ui://adgen/studio"
@@ -76,21 +77,11 @@ class JobBriefs(BaseModel):
     jobs: list[JobBrief]
 
 
-def _sniff(head: bytes) -> str:
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if head[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
-
-
 def _slice(path: Path, offset: int, length: int) -> tuple[bytes, int, str, tuple[int, int]]:
     with path.open("rb") as f:
         total = f.seek(0, io.SEEK_END)
         f.seek(0)
-        mime = _sniff(f.read(12))
+        mime = sniff_mime(f.read(12))
         f.seek(min(offset, total))
         data = f.read(length)
     with Image.open(path) as im:  # header only
