@@ -8,7 +8,6 @@ rasterised) run in a worker thread of the server, never on its event loop.
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Annotated, Any
 
 import anyio
@@ -94,21 +93,19 @@ async def _delete(manager: JobManager, name: str) -> BrandKitDeleted:
 
 def register_brand_routes(api: Any, manager: JobManager) -> None:
     """The REST routes, in ``http.RestApi``'s table (so in the OpenAPI document)."""
-    from mcp_server.http import _dump, _error
+    from mcp_server.http import _dump, _error, _json_body
 
     @api.post("/brand-kits", request=BrandKitInput, response=BrandKit, responses={
         413: f"request body over {MAX_KIT_BODY // 2**20} MiB", 422: "a field is invalid (the reason names it)"})
     async def save_brand_kit(request: Request) -> Response:
         """Save a brand kit (colours, fonts, logo, tone); the same name replaces it"""
-        if int(request.headers.get("content-length") or 0) > MAX_KIT_BODY:
-            return _error(413, f"request body over {MAX_KIT_BODY // 2**20} MiB")
-        body = await request.body()
-        if len(body) > MAX_KIT_BODY:
-            return _error(413, f"request body over {MAX_KIT_BODY // 2**20} MiB")
+        data = await _json_body(request, MAX_KIT_BODY)
+        if isinstance(data, Response):
+            return data
         try:
-            kit = BrandKitInput.model_validate(json.loads(body))
-        except (ValueError, RecursionError) as exc:
-            why = describe_validation(exc) if isinstance(exc, ValidationError) else "body is not valid JSON"
+            kit = BrandKitInput.model_validate(data)
+        except (ValidationError, RecursionError) as exc:
+            why = describe_validation(exc) if isinstance(exc, ValidationError) else "body is too deeply nested"
             return _error(422, why)
         try:
             return _dump(await save_kit(manager, kit))

@@ -232,13 +232,14 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
     return api
 
 
-async def _json_body(request: Request) -> Any:
+async def _json_body(request: Request, max_bytes: int = MAX_BODY) -> Any:
     """The request's JSON, or the 413/422 answer for a body too large or not JSON."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
+    too_large = f"request body over {max_bytes // 2**20} MiB"
+    if int(request.headers.get("content-length") or 0) > max_bytes:
+        return _error(413, too_large)
     body = await request.body()
-    if len(body) > MAX_BODY:
-        return _error(413, f"request body over {MAX_BODY // 2**20} MiB")
+    if len(body) > max_bytes:
+        return _error(413, too_large)
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
