@@ -93,20 +93,15 @@ async def _delete(manager: JobManager, name: str) -> BrandKitDeleted:
 
 def register_brand_routes(api: Any, manager: JobManager) -> None:
     """The REST routes, in ``http.RestApi``'s table (so in the OpenAPI document)."""
-    from mcp_server.http import _dump, _error, _json_body
+    from mcp_server.http import _body_model, _dump, _error
 
     @api.post("/brand-kits", request=BrandKitInput, response=BrandKit, responses={
         413: f"request body over {MAX_KIT_BODY // 2**20} MiB", 422: "a field is invalid (the reason names it)"})
     async def save_brand_kit(request: Request) -> Response:
         """Save a brand kit (colours, fonts, logo, tone); the same name replaces it"""
-        data = await _json_body(request, MAX_KIT_BODY)
-        if isinstance(data, Response):
-            return data
-        try:
-            kit = BrandKitInput.model_validate(data)
-        except (ValidationError, RecursionError) as exc:
-            why = describe_validation(exc) if isinstance(exc, ValidationError) else "body is too deeply nested"
-            return _error(422, why)
+        kit = await _body_model(request, BrandKitInput, MAX_KIT_BODY)
+        if isinstance(kit, Response):
+            return kit
         try:
             return _dump(await save_kit(manager, kit))
         except InputError as exc:

@@ -12,11 +12,11 @@ import json
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
@@ -42,6 +42,7 @@ DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
 
 
 JobId = Annotated[str, Field(pattern="^[0-9a-f]{32}$", description="From POST /generate.")]
+M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -95,14 +96,9 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         503: "the queue is full; retry after the Retry-After header's seconds"})
     async def generate(request: Request) -> Response:
         """Start an ad generation job (non-blocking); follow it with GET /status/{job_id}"""
-        data = await _json_body(request)
-        if isinstance(data, Response):
-            return data
-        try:
-            req = GenerateRequest.model_validate(data)
-        except (ValidationError, RecursionError) as exc:
-            detail = describe_validation(exc) if isinstance(exc, ValidationError) else "body is too deeply nested"
-            return _error(422, detail)
+        req = await _body_model(request, GenerateRequest)
+        if isinstance(req, Response):
+            return req
         try:
             accepted = await manager.submit(req)
         except InputError as exc:
@@ -117,13 +113,12 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
         503: "the queue is full; retry after the Retry-After header's seconds"})
     async def edit(request: Request) -> Response:
         """Change a completed ad: only the fields given change (same rules as the edit_ad tool)"""
-        data = await _json_body(request)
-        if isinstance(data, Response):
-            return data
+        req = await _body_model(request, EditRequest)
+        if isinstance(req, Response):
+            return req
         try:
-            req = EditRequest.model_validate(data)
             accepted = await manager.edit(req.job_id, req.model_dump(exclude_unset=True, exclude={"job_id"}))
-        except ValidationError as exc:
+        except ValidationError as exc:  # the edited job's request with the changes is not a valid request
             return _error(422, describe_validation(exc))
         except JobNotFound as exc:
             return _error(404, str(exc))
@@ -244,6 +239,18 @@ async def _json_body(request: Request, max_bytes: int = MAX_BODY) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return _error(422, "body is not valid JSON")
+
+
+async def _body_model(request: Request, model: type[M], max_bytes: int = MAX_BODY) -> M | Response:
+    """The request's JSON body as ``model``, or the 413/422 answer that says why it is not one."""
+    data = await _json_body(request, max_bytes)
+    if isinstance(data, Response):
+        return data
+    try:
+        return model.model_validate(data)
+    except (ValidationError, RecursionError) as exc:
+        why = describe_validation(exc) if isinstance(exc, ValidationError) else "body is too deeply nested"
+        return _error(422, why)
 
 
 def _b64(path: Path) -> str:
