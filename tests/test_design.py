@@ -131,8 +131,12 @@ class ThreadRenderer:
         self._pool = ThreadPoolExecutor(1)
         self._r = self._pool.submit(TextRenderer, Settings().chromium_path, fonts_dir, 10, system_fonts).result()
 
-    def render(self, html: str, width: int, height: int) -> Image.Image:
-        return self._pool.submit(self._r.render, html, width, height).result()
+    def render(self, html: str, width: int, height: int, clip: tuple[int, int, int, int] | None = None) -> Image.Image:
+        return self._pool.submit(self._r.render, html, width, height, clip).result()
+
+    @property
+    def launches(self) -> int:
+        return self._r.launches
 
     def close(self) -> None:
         self._pool.submit(self._r.close).result()
@@ -336,6 +340,31 @@ def test_copy_renders_without_missing_glyphs(name: str, renderer: ThreadRenderer
     ys, xs = np.nonzero(layer > 32)
     assert len(ys) > 1000 and ys.max() < 1024 // 3 + 20  # fits its band, even the long copy
     assert xs.min() > 0 and xs.max() < 1023  # nothing cut off at the sides
+
+
+def test_one_page_serves_every_size_and_a_clip_is_the_same_pixels(renderer: ThreadRenderer) -> None:
+    """Placements render several sizes in turn on one page (resized, not rebuilt), and the contrast check's
+    clipped second look must see exactly what a whole-page render sees inside the clip, nothing outside."""
+    page = ("<html><head><style>body{margin:0} div{position:absolute;left:40px;top:30px;font:bold 60px "
+            "'Noto Sans';color:#0f0}</style></head><body><div>Sale 50%</div></body></html>")
+    renderer.render(page, 300, 200)  # the browser is up (it starts on first use)
+    launches = renderer.launches
+    for w, h in [(1080, 1920), (1200, 628), (1080, 1080), (1080, 1920)]:
+        img = renderer.render(page, w, h)
+        assert img.size == (w, h) and img.mode == "RGBA"
+        assert green_pixels(img) > 2000  # the copy is drawn at every size
+    assert renderer.launches == launches  # no relaunch between sizes
+    full = np.asarray(renderer.render(page, 1080, 1920))
+    clip = (30, 20, 150, 140)  # the first letters only
+    part = np.asarray(renderer.render(page, 1080, 1920, clip))
+    assert part.shape == full.shape
+    x0, y0, x1, y1 = clip
+    inside = full[y0:y1, x0:x1]
+    assert int(np.abs(part[y0:y1, x0:x1].astype(int) - inside.astype(int)).max()) <= 2
+    outside = part.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert outside[..., 3].max() == 0  # nothing captured outside the clip
+    assert (full[..., 3] > 0).sum() > (inside[..., 3] > 0).sum()  # the full page has ink beyond the clip
 
 
 def test_uncoverable_characters_are_reported() -> None:

@@ -72,8 +72,8 @@ def readable(ctx: JobContext, renderer: TextRenderer, layer: Image.Image) -> Ima
     the most readable panel for its colour. Sets ``ctx.contrast_ratio`` and warns when still short."""
     if ctx.step1 is None or ctx.design is None:
         return layer
-    def draw(html: str) -> Image.Image:
-        return renderer.render(html, ctx.width, ctx.height)
+    def draw(html: str, clip: tuple[int, int, int, int] | None = None) -> Image.Image:
+        return renderer.render(html, ctx.width, ctx.height, clip)
 
     result = measure_page(ctx.design.html, draw, ctx.step1, layer)
     spec = ctx.design_spec

@@ -42,6 +42,18 @@ _FONTS_READY = """(ms) => Promise.race([
 ]).then(() => document.fonts.size)"""
 
 
+Box = tuple[int, int, int, int]
+
+
+def _clip_region(clip: Box | None, width: int, height: int) -> dict[str, float] | None:
+    """Playwright's clip for (x0, y0, x1, y1) kept inside the page; None for the whole page."""
+    if clip is None:
+        return None
+    x0, y0 = max(0, min(width - 1, clip[0])), max(0, min(height - 1, clip[1]))
+    x1, y1 = max(x0 + 1, min(width, clip[2])), max(y0 + 1, min(height, clip[3]))
+    return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+
+
 class RenderError(RuntimeError):
     pass
 
@@ -90,7 +102,12 @@ class TextRenderer:
         self.start()
         if self._page is not None and (self._page.is_closed() or self._page.url != "about:blank"):
             self._drop_page()  # a late navigation from the previous HTML: start clean
-        if self._page is not None and self._viewport == (width, height):
+        if self._page is not None:
+            if self._viewport != (width, height):
+                # Resizing the page costs a few ms; a new context per size cost ~0.8 s (a placements job
+                # renders four sizes, twice each).
+                self._page.set_viewport_size({"width": width, "height": height})
+                self._viewport = (width, height)
             return self._page
         self._close_quietly(self._context)
         self._context = self._browser.new_context(
@@ -155,8 +172,10 @@ class TextRenderer:
         self._browser = self._context = self._page = None
 
     # -- rendering ---------------------------------------------------------------------
-    def render(self, html: str, width: int, height: int) -> Image.Image:
-        """HTML -> RGBA image of exactly width x height with a transparent background."""
+    def render(self, html: str, width: int, height: int, clip: Box | None = None) -> Image.Image:
+        """HTML -> RGBA image of exactly width x height with a transparent background. With ``clip`` (x0, y0,
+        x1, y1) only that part of the page is captured (the rest left transparent): a second look at a page
+        whose ink is known to lie there costs the capture of that part only."""
         last: Exception | None = None
         for attempt in range(2):  # one retry on a fresh browser if Chromium died or hung
             started = time.monotonic()
@@ -170,14 +189,20 @@ class TextRenderer:
                 except Exception as exc:
                     log.warning("font wait skipped: %s", exc)
                 self.hooks.mid_render(self._kill_chromium_processes)
+                region = _clip_region(clip, width, height)
                 png = page.screenshot(
-                    type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled"
+                    type="png", omit_background=True, full_page=False, timeout=self.timeout_ms, animations="disabled",
+                    clip=region,
                 )
                 if page.url != "about:blank":  # e.g. <meta http-equiv=refresh>: never keep a shot of elsewhere
                     self._drop_page()
                     raise NavigationRefused("the HTML tried to navigate away from the text layer")
                 img = Image.open(io.BytesIO(png)).convert("RGBA")
-                if img.size != (width, height):
+                if region is not None:
+                    part, img = img, Image.new("RGBA", (width, height), (0, 0, 0, 0))
+                    x, y, w, h = (int(region[k]) for k in ("x", "y", "width", "height"))
+                    img.paste(part if part.size == (w, h) else part.resize((w, h)), (x, y))
+                elif img.size != (width, height):
                     img = img.resize((width, height))
                 return img
             except NavigationRefused:

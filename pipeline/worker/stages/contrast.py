@@ -275,16 +275,22 @@ def strongest(color: str) -> Treatment:
     return Treatment(color, (fill, 0.96), ratio(text_l, float(luminance(np.asarray([fill], np.uint8))[0])))
 
 
-Renderer = Callable[[str], Image.Image]
+Renderer = Callable[[str, "tuple[int, int, int, int] | None"], Image.Image]  # (html, clip) -> the page's layer
 
 
 def measure_page(html: str, render: Renderer, step1: Image.Image, layer: Image.Image) -> Contrast:
     """Render the glyphs alone and measure the copy in the composite of ``layer`` over ``step1``."""
+    ink = layer.getchannel("A").getbbox()  # on the page, before any resize
+    if ink is None:  # nothing drawn: no copy to measure
+        return Contrast(())
     base = step1.convert("RGBA")
     if layer.size != base.size:
         layer = layer.resize(base.size, Image.Resampling.LANCZOS)
     final = Image.alpha_composite(base, layer).convert("RGB")
-    glyphs = render(glyph_only(html))
+    # The glyph-only page changes colours, never positions: its ink lies inside the layer's, so only that
+    # part is captured (a 1080x1920 capture is most of a render's time; the copy is a small part of it).
+    pad = 2
+    glyphs = render(glyph_only(html), (ink[0] - pad, ink[1] - pad, ink[2] + pad, ink[3] + pad))
     if glyphs.size != base.size:
         glyphs = glyphs.resize(base.size, Image.Resampling.LANCZOS)
     return measure(final, glyphs)
