@@ -15,7 +15,6 @@ from pipeline.schemas import GenerateRequest
 from pipeline.worker.artifacts import ArtifactWriter
 from pipeline.worker.backends.base import Backend, StepCallback
 from pipeline.worker.layout import LayoutPlan
-from pipeline.worker.provenance import write_png
 from pipeline.worker.stages.contrast import take_lowest
 from pipeline.worker.stages.design import Design, DesignSpec
 
@@ -64,7 +63,8 @@ class JobContext:
     artifacts: list[str] = field(default_factory=list)
     safe: tuple[int, int] = (0, 0)  # px at the top and bottom kept free of copy (a placement's platform UI)
     results: list[dict[str, Any]] = field(default_factory=list)  # placements/variants jobs (worker/unit_runner.py)
-    writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # plain artifacts, written in the background
+    writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # artifacts, written in the background
+    preview: bool = True  # keep preview.jpg current (a placements job's later units: the contact sheet is theirs)
 
     @property
     def width(self) -> int:
@@ -79,11 +79,14 @@ class JobContext:
             raise JobStopped()
 
     def save(self, name: str, img: Image.Image, provenance: dict[str, Any] | None = None) -> None:
-        if provenance is None:  # read by no later stage: encoded while the job goes on
-            self.writes.png(img, self.job_dir / name)
-        else:  # metadata chunks saying what made the image (pipeline/worker/provenance.py)
-            write_png(img, self.job_dir / name, provenance)
+        """Encoded while the job goes on (``writes.flush`` before reading it back); ``provenance``: metadata
+        chunks saying what made the image (pipeline/worker/provenance.py)."""
+        self.writes.png(img, self.job_dir / name, provenance)
         self.artifacts.append(name)
+
+    def save_preview(self, img: Image.Image) -> None:
+        if self.preview:
+            self.writes.preview(img, self.job_dir / "preview.jpg")
 
     def write_text(self, name: str, text: str) -> None:
         (self.job_dir / name).write_text(text)

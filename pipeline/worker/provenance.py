@@ -11,6 +11,7 @@ trained model) it is ``compositeSynthetic``; a fully generated image would be
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -191,6 +192,26 @@ def save_kwargs(fmt: str, prov: dict[str, Any] | None) -> dict[str, Any]:
         info.add_itxt(XMP_PNG_KEY, xmp.decode("utf-8"))  # XMP in PNG: uncompressed iTXt, this exact keyword
         return {"pnginfo": info, "exif": _exif(prov)}
     return {"xmp": xmp, "exif": _exif(prov)}
+
+
+def png_chunks(prov: dict[str, Any]) -> bytes:
+    """The chunks that carry ``prov`` in a PNG (the iTXt set and eXIf ``save_kwargs`` gives Pillow), as bytes
+    to splice into a PNG another encoder made (``with_chunks``): Pillow writes them, on a 1x1 image."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG", **save_kwargs("png", prov))
+    data, pos, kept = buf.getvalue(), 8, []
+    while pos < len(data):
+        end = pos + 12 + int.from_bytes(data[pos:pos + 4], "big")  # length, type, data, CRC
+        if data[pos + 4:pos + 8] not in (b"IHDR", b"IDAT", b"IEND"):
+            kept.append(data[pos:end])
+        pos = end
+    return b"".join(kept)
+
+
+def with_chunks(png: bytes, chunks: bytes) -> bytes:
+    """``png`` with ``chunks`` right after its header chunk (before any image data, where eXIf must be)."""
+    ihdr_end = 8 + 12 + int.from_bytes(png[8:12], "big")
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
 
 
 def read_png(path: Path) -> dict[str, Any] | None:

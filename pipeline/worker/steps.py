@@ -18,7 +18,6 @@ from PIL import Image
 
 from pipeline import registry
 from pipeline.cssvalues import css_font_stack, parse_font_family
-from pipeline.images import save_preview
 from pipeline.messages import DesignAnswer, DesignPrompt
 from pipeline.worker import branding
 from pipeline.worker.backends.base import SceneBackend
@@ -133,7 +132,7 @@ def refine(ctx: JobContext, svc: Services) -> None:
     ctx.warnings.extend(kept.warnings)
     ctx.provenance = job_provenance(ctx)
     ctx.save("step1.png", ctx.step1, ctx.provenance)
-    save_preview(ctx.step1, ctx.job_dir / "preview.jpg")
+    ctx.save_preview(ctx.step1)
 
 
 def scene(ctx: JobContext, svc: Services) -> None:
@@ -165,7 +164,7 @@ def scene(ctx: JobContext, svc: Services) -> None:
     ctx.warnings.extend(kept.warnings)
     ctx.provenance = job_provenance(ctx)
     ctx.save("step1.png", ctx.step1, ctx.provenance)
-    save_preview(ctx.step1, ctx.job_dir / "preview.jpg")
+    ctx.save_preview(ctx.step1)
 
 
 def analyze(ctx: JobContext, svc: Services) -> None:
@@ -212,7 +211,7 @@ def final(ctx: JobContext, svc: Services) -> None:
     # Written once, saying what made it; deliver_final copies these bytes to the output folder.
     ctx.provenance = job_provenance(ctx)
     ctx.save("final.png", ctx.final, ctx.provenance)
-    save_preview(ctx.final, ctx.job_dir / "preview.jpg")
+    ctx.save_preview(ctx.final)
 
 
 def deliver_final(ctx: JobContext, svc: Services) -> None:
@@ -224,6 +223,7 @@ def deliver_final(ctx: JobContext, svc: Services) -> None:
         ctx.provenance = job_provenance(ctx)
         ctx.save("final.png", image, ctx.provenance)
     r = ctx.request
+    ctx.writes.flush()  # final.png on disk: a PNG delivery copies its bytes
     try:
         path = deliver(image, svc.output_dir, output_name(ctx.job_id, r.text_content, r.output_format),
                        r.output_format, r.quality, ctx.provenance, encoded=ctx.job_dir / "final.png")

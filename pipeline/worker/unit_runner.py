@@ -92,6 +92,7 @@ class _Units:
             on_step=r.on_step, stop_requested=r.stop_requested, photo=r.photo, cutout=r.cutout,
             cutout_confidence=r.cutout_confidence, warnings=r.warnings, safe=unit.safe,
             writes=r.writes,  # one writer per job: the report waits for every unit's files
+            preview=False,  # the job's preview is the first unit's, then the contact sheet
         )
 
     def master(self, variant: int) -> JobContext:
@@ -176,6 +177,7 @@ def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
     result.parent.mkdir(exist_ok=True)
     first = unit == state.units[0]
     written = ctx.job_dir / "final.png"
+    ctx.writes.flush()  # the unit's final.png (written in the background) is on disk
     if ctx.final is not None and written.is_file():
         # The final stage wrote it with its provenance (its seed included): reused, not encoded again. The
         # first unit's stays final.png (one-ad clients read it), byte for byte the first result.
