@@ -13,6 +13,7 @@ Status links are made only for files already on disk (``jobs.store.JobStore.has`
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class ArtifactWriter:
 
     def __init__(self) -> None:
         self._pending: list[Future[Any]] = []
+        self._lock = threading.Lock()  # a placements job's stages may run on two threads (worker/unit_runner.py)
 
     def png(self, img: Image.Image, path: Path, provenance: dict[str, Any] | None = None) -> None:
         """Write ``img`` as a PNG at ``path`` (with ``provenance`` embedded) in the background; modes other
@@ -55,15 +57,20 @@ class ArtifactWriter:
             return
         pixels = np.array(img)  # a copy, taken now: the caller may go on changing its image
         chunks = png_chunks(provenance) if provenance is not None else b""  # now: the dict may change later
-        self._pending.append(_POOL.submit(_write, pixels, img.mode, path, chunks))
+        self._add(_POOL.submit(_write, pixels, img.mode, path, chunks))
 
     def preview(self, img: Image.Image, path: Path) -> None:
         """The small JPEG tool results attach, made from ``img`` in the background."""
-        self._pending.append(_POOL.submit(save_preview, img.copy(), path))
+        self._add(_POOL.submit(save_preview, img.copy(), path))
+
+    def _add(self, write: Future[Any]) -> None:
+        with self._lock:
+            self._pending.append(write)
 
     def flush(self) -> None:
         """Wait until every write handed over so far is on disk; a failed write raises here."""
-        pending, self._pending = self._pending, []
+        with self._lock:
+            pending, self._pending = self._pending, []
         errors = [exc for write in pending if (exc := write.exception()) is not None]  # waits for each
         if errors:
             raise errors[0]

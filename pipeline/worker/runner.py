@@ -36,7 +36,7 @@ from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.errors import FatalDeviceError, UserFacingError
 from pipeline.worker.render.browser import TextRenderer
 from pipeline.worker.steps import IMPLEMENTATIONS, Services, deliver_final
-from pipeline.worker.unit_runner import run_units
+from pipeline.worker.unit_runner import Ran, run_units
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ class JobRunner:
         try:
             self._load_inputs(ctx)
             if is_multi(ctx.request):  # placements and/or variants: the plan's stages per unit
-                run_units(ctx, self._run_stage, self._services)
+                run_units(ctx, self, self._services)
             else:
                 for key in ctx.plan:
-                    self._run_stage(ctx, key)
+                    self.run_stage(ctx, key)
                 deliver_final(ctx, self._services)
             return JobFinished(cmd.job_id, "completed", report=ctx.report())
         except JobStopped:
@@ -108,7 +108,8 @@ class JobRunner:
             ctx.photo = Image.open(ctx.job_dir / "product.png")
             ctx.photo.load()
 
-    def _run_stage(self, ctx: JobContext, key: str) -> None:
+    def run_stage(self, ctx: JobContext, key: str) -> None:
+        """Run one stage of the plan, reporting it as it goes."""
         spec = registry.STAGES[base_key(key)]  # composite#story-v2 runs composite (pipeline/units.py)
         ctx.check_stop()
         self._emit(StageStarted(ctx.job_id, key, spec.message))
@@ -122,6 +123,28 @@ class JobRunner:
         ctx.artifacts = []
         IMPLEMENTATIONS[spec.key](ctx, self._services)
         self._emit(StageFinished(ctx.job_id, key, time.monotonic() - started, tuple(ctx.artifacts)))
+
+    def run_ahead(self, ctx: JobContext, key: str, cancelled: Callable[[], bool]) -> Ran:
+        """Run a stage before its turn, on another thread and silently (a placement's step 1 while the one
+        before it renders its copy); ``report`` tells the server when the plan reaches it."""
+        spec = registry.STAGES[base_key(key)]
+
+        def on_step(fraction: float, sub: str) -> None:
+            if cancelled():
+                raise JobStopped()
+            ctx.check_stop()
+
+        ctx.on_step = on_step
+        ctx.artifacts = []
+        started = time.monotonic()
+        IMPLEMENTATIONS[spec.key](ctx, self._services)
+        return Ran(time.monotonic() - started, tuple(ctx.artifacts))
+
+    def report(self, ctx: JobContext, key: str, ran: Ran) -> None:
+        """A stage that ran ahead, reported in its turn with the time it took."""
+        ctx.check_stop()
+        self._emit(StageStarted(ctx.job_id, key, registry.STAGES[base_key(key)].message))
+        self._emit(StageFinished(ctx.job_id, key, ran.seconds, ran.artifacts))
 
     def _ask_llm(self, job_id: str, prompt: DesignPrompt) -> DesignAnswer | None:
         """Ask the server's designers and wait (stoppably) for their answer."""

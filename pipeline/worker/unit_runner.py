@@ -19,10 +19,12 @@ than one, contact.jpg shows them all and becomes the preview.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -48,7 +50,21 @@ from pipeline.worker.reframe import cover, product_window, take
 if TYPE_CHECKING:
     from pipeline.worker.steps import Services
 
-RunStage = Callable[[JobContext, str], None]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A stage that ran ahead of its turn: how long it took and what it wrote."""
+
+    seconds: float
+    artifacts: tuple[str, ...]
+
+
+class StageRunner(Protocol):
+    def run_stage(self, ctx: JobContext, key: str) -> None: ...
+    def run_ahead(self, ctx: JobContext, key: str, cancelled: Callable[[], bool]) -> Ran: ...
+    def report(self, ctx: JobContext, key: str, ran: Ran) -> None: ...
+
 THUMB_H = 480  # px: the copies kept for the contact sheet
 # Where the copy goes in later variants when the request says "auto": each variant of a placement tries a
 # position its earlier variants did not use (the layout planner's own best choice comes first).
@@ -138,8 +154,41 @@ def _box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
-    """Run the whole plan of a placements/variants job; results are added to ``root.results``."""
+class _Ahead:
+    """Stages run ahead of their turn on one extra thread, reported when the plan reaches them."""
+
+    def __init__(self, runner: StageRunner, plan: tuple[str, ...], state: _Units, by_name: dict[str, Unit]) -> None:
+        self.runner, self.plan, self.state, self.by_name = runner, plan, state, by_name
+        self.enabled = bool(getattr(state.root.backend, "overlap", False))
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ahead")
+        self.futures: dict[str, Future[Ran]] = {}
+        self.cancelled = threading.Event()
+
+    def run(self, ctx: JobContext, key: str) -> None:
+        if key in self.futures:
+            self.runner.report(ctx, key, self.futures.pop(key).result())
+        else:
+            self.runner.run_stage(ctx, key)
+
+    def after(self, at: int) -> None:
+        """Plan item ``at`` just ran: at the end of a unit's step 1, the next unit's step 1 starts."""
+        here, after = base_key(self.plan[at]), self.plan[at + 1] if at + 1 < len(self.plan) else None
+        if self.enabled and _is_step1(here) and (after is None or not _is_step1(base_key(after))):
+            for key, ctx in _next_step1(self.state, self.plan, at + 1, self.by_name):
+                self.futures[key] = self.pool.submit(self.runner.run_ahead, ctx, key, self.cancelled.is_set)
+
+    def close(self) -> None:
+        self.cancelled.set()  # a failed or stopped job: a stage running ahead stops at its next step
+        self.pool.shutdown(wait=True)
+
+
+def run_units(root: JobContext, runner: StageRunner, svc: Services) -> None:
+    """Run the whole plan of a placements/variants job; results are added to ``root.results``.
+
+    On a backend that allows it (``overlap``), a placement's step 1 (composite, refine) runs on a second
+    thread while the placement before it designs, renders and finishes its copy: Chromium's work and
+    the next product's numpy work then share the two cores instead of taking turns. Each stage is
+    still reported in plan order, with the time it took."""
     units = units_of(root.request)
     by_name = {u.name: u for u in units}
     plan = unit_plan(root)
@@ -148,24 +197,51 @@ def run_units(root: JobContext, run_stage: RunStage, svc: Services) -> None:
     for i, key in enumerate(plan):
         if base_key(key) not in SHARED_STAGES and base_key(key) not in VARIANT_STAGES:
             last[tag_of(key) or units[0].name] = i
-    for i, key in enumerate(plan):
-        base, tag = base_key(key), tag_of(key)
-        if base in SHARED_STAGES:
-            run_stage(root, key)
-            continue
-        if base in VARIANT_STAGES:
-            run_stage(state.master(int(tag[1:]) if tag else 1), key)
-            continue
-        unit = by_name[tag] if tag else units[0]
-        ctx = state.unit(unit)
-        run_stage(ctx, key)
-        if last.get(unit.name) == i:
-            _finish(state, unit, ctx, svc)
-            del state.open[unit.name]
+    ahead = _Ahead(runner, plan, state, by_name)
+    try:
+        for i, key in enumerate(plan):
+            base, tag = base_key(key), tag_of(key)
+            if base in SHARED_STAGES:
+                runner.run_stage(root, key)
+                continue
+            if base in VARIANT_STAGES:
+                runner.run_stage(state.master(int(tag[1:]) if tag else 1), key)
+                continue
+            unit = by_name[tag] if tag else units[0]
+            ctx = state.unit(unit)
+            ahead.run(ctx, key)
+            ahead.after(i)
+            if last.get(unit.name) == i:
+                _finish(state, unit, ctx, svc)
+                del state.open[unit.name]
+    finally:
+        ahead.close()
     if len(root.results) > 1:
         rows = [[state.tiles[u.name] for u in units if u.variant == v and u.name in state.tiles]
                 for v in sorted({u.variant for u in units})]
         save_contact_sheet([row for row in rows if row], root.job_dir, svc.fonts_dir)
+
+
+def _is_step1(base: str) -> bool:
+    """A unit's own step 1 stage (composite, refine, a one-pass scene)."""
+    return registry.STAGES[base].step == "step1_background" and base not in SHARED_STAGES | VARIANT_STAGES
+
+
+def _next_step1(state: _Units, plan: tuple[str, ...], at: int, by_name: dict[str, Unit]
+                ) -> list[tuple[str, JobContext]]:
+    """The step 1 keys of the unit after the one at ``at - 1`` in the plan, if they may run now: its scene
+    must exist (the first unit of the next variant waits for that variant's scene, which runs in turn)."""
+    current = tag_of(plan[at - 1])
+    while at < len(plan) and tag_of(plan[at]) == current:  # the rest of this unit: its copy stages
+        at += 1
+    keys: list[str] = []
+    while at < len(plan) and _is_step1(base_key(plan[at])) and (not keys or tag_of(plan[at]) == tag_of(keys[0])):
+        keys.append(plan[at])
+        at += 1
+    if not keys or (tag := tag_of(keys[0])) is None or by_name[tag].variant not in state.masters:
+        return []
+    ctx = state.unit(by_name[tag])
+    return [(key, ctx) for key in keys]
 
 
 def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:

@@ -17,6 +17,9 @@ StepCallback = Callable[[float, str], None]
 class Backend(Protocol):
     name: str
     one_pass: bool  # the scene is painted around the product in one stage (SceneBackend.scene)
+    # A placements job may run a placement's step 1 on a second thread while the one before it renders its
+    # copy. Only for backends whose stages are thread-safe and share no model cache with the copy stages.
+    overlap: bool
 
     def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
         """The product's mask at the photo's resolution, with how far to trust it."""

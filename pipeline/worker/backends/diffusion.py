@@ -192,6 +192,8 @@ class DiffusionBackend:
         self.cache = ModelCache(int(budget_gb * GiB), self.device)
         self.profile = profiles.active(settings)
         self.one_pass = self.profile.one_pass
+        # Model stages stay in turn: the model cache may offload one pipeline to load another's.
+        self.overlap = False
         self.generator_key = loader.generator_key(settings)
         if self.one_pass:
             self.flux_preset = None

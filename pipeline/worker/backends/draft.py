@@ -19,6 +19,7 @@ from pipeline.worker.stages.refine import harmonise
 class DraftBackend:
     name = "draft"
     one_pass = False
+    overlap = True  # numpy and OpenCV on the CPU, no state between calls
 
     def segment(self, photo: Image.Image, on_step: StepCallback) -> CutoutResult:
         on_step(0.1, "segmentation (classical cut-out)")
