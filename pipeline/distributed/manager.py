@@ -142,7 +142,7 @@ class DistributedJobManager(JobManager):
         self.queue = self.rqueue
         # The executor: RunJobs to the worker hosts, their events back into _on_event.
         self.remote = RemoteHosts(settings, self.state, self.bucket, self._on_event, self._following,
-                                  self.store.job_dir)
+                                  self.store.job_dir, self._files_arrived)
         self.worker = _HostsView(settings, self.remote)
         self._lost_since: dict[str, float] = {}  # jobs re-queued after a lost host, waiting for another
 
@@ -171,6 +171,11 @@ class DistributedJobManager(JobManager):
         await self._tg.__aexit__(None, None, None)
         self._tg = None
         await self.remote.close()  # jobs in flight go on on their hosts; any replica (this one restarted) follows them
+
+    def _files_arrived(self, job_id: str) -> None:
+        """A stage's files are here: whoever follows the job reads its status again (new links, preview)."""
+        if (job := self.jobs.get(job_id)) is not None:
+            job.touch()
 
     def _following(self) -> list[str]:
         return [j.id for j in list(self.jobs.values()) if j.status not in TERMINAL_STATES]
