@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 
+from mcp_server.accept_clock import ClockMiddleware
 from mcp_server.security import GuardMiddleware, local_host_patterns
 from mcp_server.server import build_server
 from pipeline.config import Settings
@@ -51,7 +52,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             app = server.sse_app(host=args.host, transport_security=security)
         else:
             app = server.streamable_http_app(host=args.host, transport_security=security)
-        guarded = GuardMiddleware(app, settings.token, security.allowed_hosts if security else None)
+        guarded = GuardMiddleware(ClockMiddleware(app), settings.token, security.allowed_hosts if security else None)
         log.info("serving %s on http://%s:%d%s", args.transport, args.host, args.port,
                  " (bearer token required)" if settings.token else "")
         config = uvicorn.Config(guarded, host=args.host, port=args.port, log_level=settings.log_level.lower(),

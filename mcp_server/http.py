@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from mcp_server.accept_clock import CLOCK, AcceptTimings
 from mcp_server.brand_tools import register_brand_routes
 from mcp_server.openapi import ApiError, HttpMethod, RouteSpec, build_document, spec_for
 from pipeline.images import InputError
@@ -222,6 +223,16 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
     async def resources(request: Request) -> Response:
         """Live CPU/RAM/GPU metrics, backend, input and output folders, model cache"""
         return _dump(manager.resources())
+
+    @api.get("/debug/accepts", response=AcceptTimings, responses={422: "since is not an integer"},
+             query={"since": Annotated[int, Field(0, description="Only accepts filed after this seq.")]})
+    async def debug_accepts(request: Request) -> Response:
+        """Server-side time of recent generate_ad accepts over MCP, by segment (a debug metric)"""
+        try:
+            since = int(request.query_params.get("since", 0))
+        except ValueError:
+            return _error(422, "since: not an integer")
+        return _dump(CLOCK.since(since))
 
     register_brand_routes(api, manager)  # POST/GET /brand-kits, DELETE /brand-kits/{name}
     return api

@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
+from mcp_server.accept_clock import mark
 from mcp_server.delivery import (
     MAX_INLINE_BYTES,
     Delivery,
@@ -54,6 +55,14 @@ __all__ = ["Delivery", "Transport", "follow_job", "register_tools"]
 
 DEFAULT_WAIT_S = 40.0  # Claude Desktop and the TypeScript SDK give up on a tool call at 60 s
 MAX_WAIT_S = 55.0
+
+
+def _http_request(ctx: Context) -> Any:
+    """The Starlette request carrying this call over HTTP, else None."""
+    try:
+        return ctx.request_context.request
+    except ValueError:  # outside a request
+        return None
 
 
 def _raw_arguments(ctx: Context) -> dict[str, Any]:
@@ -160,11 +169,18 @@ def _register_job_tool(
 ) -> None:
     async def run(**kwargs: Any) -> CallToolResult:
         ctx: Context = kwargs["ctx"]
+        wait_s = float(kwargs.get("wait_seconds", DEFAULT_WAIT_S))
+        # An accept (no waiting) over HTTP is timed by segment (accept_clock; GET /debug/accepts).
+        request = _http_request(ctx) if name == "generate_ad" and wait_s == 0 else None
+        mark(request, "dispatch_ms")
         sampler = sampler_for(ctx)  # registered before the job can reach its design stage
         accepted = await start_job(manager, name, _raw_arguments(ctx), sampler)
-        wait_s = float(kwargs.get("wait_seconds", DEFAULT_WAIT_S))
+        mark(request, "accept_ms")
         st = await follow_job(manager, ctx, accepted.job_id, wait_s, sampler)
-        return status_result(manager, st, with_preview=True, where=delivery_for(transport, ctx))
+        mark(request, "status_ms")
+        result = status_result(manager, st, with_preview=True, where=delivery_for(transport, ctx))
+        mark(request, "result_ms")
+        return result
 
     run.__name__ = name
     server.tool(

@@ -75,6 +75,27 @@ async def test_streamable_http_and_rest(http_server_factory, product_b64: str) -
         assert (await http.get("/resources")).json()["worker_alive"]
 
 
+async def test_accepts_are_timed_by_segment(http_server_factory, product_b64: str) -> None:
+    """GET /debug/accepts: each generate_ad accept over MCP (wait_seconds=0) as the server spent it, its segments
+    adding up to its total; a refused call, a call that waits and a get_status poll are not filed."""
+    srv = http_server_factory("streamable-http")
+    args = {"product_image": product_b64, "text_content": "timed", "wait_seconds": 0}
+    async with Client(f"{srv.base}/mcp", mode="legacy") as client:
+        accepted = [await client.call_tool("generate_ad", args) for _ in range(2)]
+        bad = await client.call_tool("generate_ad", {**args, "product_image": "@@@"})
+        await client.call_tool("get_status", {"job_id": accepted[0].structured_content["job_id"]})
+        waited = await client.call_tool("generate_ad", {**args, "wait_seconds": 0.1})
+    assert not any(r.is_error for r in [*accepted, waited]) and bad.is_error and "base64" in bad.content[0].text
+    async with httpx.AsyncClient(base_url=srv.base) as http:
+        timed = (await http.get("/debug/accepts")).json()["accepts"]
+        later = (await http.get("/debug/accepts", params={"since": timed[0]["seq"]})).json()["accepts"]
+        assert (await http.get("/debug/accepts", params={"since": "x"})).status_code == 422
+    assert [t["seq"] for t in timed] == [1, 2] and [t["seq"] for t in later] == [2]
+    for t in timed:
+        parts = sum(v for k, v in t.items() if k.endswith("_ms") and k not in ("total_ms", "accept_cpu_ms"))
+        assert abs(parts - t["total_ms"]) < 0.1 and t["accept_ms"] > 0 and t["dispatch_ms"] > 0
+
+
 async def test_sse(http_server_factory, product_b64: str) -> None:
     srv = http_server_factory("sse")
     async with Client(sse_client(f"{srv.base}/sse"), mode="legacy") as client:
