@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
 
 import anyio
 import pytest
+from PIL import Image
 
 from pipeline.config import Settings
+from pipeline.images import InputError
 from pipeline.jobs import Job, JobManager, QueueFull
 from pipeline.schemas import GenerateRequest
+from tests.conftest import png_b64
 from tests.helpers import wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -146,3 +150,28 @@ async def test_concurrent_submissions_respect_the_bound(tmp_path, product_b64: s
         assert len([d for d in m.store.root.iterdir()]) == 5  # refused jobs leave no folder behind
         for job_id in accepted:
             assert await wait_for_job(m, job_id, {"completed", "failed"}, timeout=60) == "completed"
+
+
+async def test_small_photos_are_checked_on_the_loop_and_refused_the_same(settings: Settings, product_b64: str) -> None:
+    """A small base64 photo with ASCII copy is checked right on the event loop (Intake.is_light: no trip to a
+    thread); anything that may read disk, ask fontconfig or decode for long keeps the thread. A broken photo is
+    refused with the same one-line error on either path, and a job accepted on the loop runs as any other."""
+    async with JobManager(settings) as m:
+        assert await m.wait_ready()
+        await anyio.to_thread.run_sync(m.intake.warm_fonts)
+        assert m.intake.is_light(_req(product_b64))
+        assert not m.intake.is_light(_req(product_b64, "가나다"))  # a script fallback may ask fontconfig
+        assert not m.intake.is_light(_req(product_b64, font_family="serif"))  # a font list not checked yet
+        noisy = png_b64(Image.effect_noise((1024, 1024), 64).convert("RGB"))  # over the base64 size for the loop
+        assert not m.intake.is_light(_req(noisy))
+        flat = png_b64(Image.new("RGB", (2048, 2048), "white"))  # small file, 4 MP of PNG to decode
+        assert len(flat) < 64 * 1024 and not m.intake.is_light(_req(flat))
+        truncated = base64.b64encode(base64.b64decode(product_b64)[:4000]).decode()
+        assert m.intake.is_light(_req(truncated))  # its header reads fine
+        with pytest.raises(InputError) as on_loop:
+            await m.submit(_req(truncated))
+        with pytest.raises(InputError) as on_thread:
+            await m.submit(_req(truncated, "가나다"))
+        assert str(on_loop.value) == str(on_thread.value) == "product_image is not a readable image (OSError)"
+        job = await m.submit(_req(product_b64, "checked on the loop"))
+        assert await wait_for_job(m, job.job_id, {"completed", "failed"}) == "completed"

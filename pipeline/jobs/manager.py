@@ -223,7 +223,11 @@ class JobManager:
     ) -> JobAccepted:
         """Check and store the inputs, fix seed, backend and plan, and queue the job."""
         self._check_room()  # fail fast, before decoding anything
-        req, intake = await anyio.to_thread.run_sync(self.intake.check, req)
+        light = self.intake.is_light(req)
+        if light:  # a small base64 photo: decoded right here, no trip to a thread (see Intake.is_light)
+            req, intake = self.intake.check(req)
+        else:
+            req, intake = await anyio.to_thread.run_sync(self.intake.check, req)
         params = req.public_parameters()
         req = intake.request
         self._check_room()  # again: other submissions may have filled the queue while we decoded
@@ -255,7 +259,9 @@ class JobManager:
         self.queue.push(job_id)
         handle = self.worker.handle
         starts_now = self.running is None and handle is not None and handle.alive() and self.queue.position(job_id) == 0
-        if starts_now or self._tg is None:
+        if light and not intake.images:  # only the upload's bytes (under 200 KB) to write: here, no thread
+            await self._write_inputs(job, intake, in_thread=False)
+        elif starts_now or self._tg is None:
             await self._write_inputs(job, intake)  # an idle worker takes it at once: answer "running", as always
         else:
             # It waits behind others anyway: its images (PNG encoding is most of an accept's work) are written
@@ -268,9 +274,12 @@ class JobManager:
         plan = await anyio.to_thread.run_sync(plan_edit, self.book, self.store, job_id, changes)
         return await self.submit(plan.request, sampler, edit_note=plan.note)
 
-    async def _write_inputs(self, job: Job, inputs: CheckedInputs) -> None:
+    async def _write_inputs(self, job: Job, inputs: CheckedInputs, in_thread: bool = True) -> None:
         try:
-            await anyio.to_thread.run_sync(self.intake.write_inputs, self.store.job_dir(job.id), inputs)
+            if in_thread:
+                await anyio.to_thread.run_sync(self.intake.write_inputs, self.store.job_dir(job.id), inputs)
+            else:
+                self.intake.write_inputs(self.store.job_dir(job.id), inputs)
         except Exception as exc:  # a full disk, a removed folder: this job fails, the server goes on
             log.exception("writing the inputs of job %s failed", job.id)
             self.queue.remove(job.id)
