@@ -136,9 +136,14 @@ async def poll(url: str, tool: str, args: dict[str, Any], clients: int = 20, hz:
     return result
 
 
-async def accepts(client: Client, args: dict[str, Any], count: int, interval: float) -> dict[str, Any]:
-    """``count`` generate_ad submissions with wait_seconds=0, one every ``interval`` s: how long an accept takes."""
+async def accepts(client: Client, args: dict[str, Any], count: int, interval: float,
+                  floor: Client | None = None) -> dict[str, Any]:
+    """``count`` generate_ad submissions with wait_seconds=0, one every ``interval`` s: how long an accept takes.
+
+    With ``floor`` (a client of the do-nothing server), each accept is followed by the same arguments sent to
+    its ``accept`` tool, which does nothing: what this client, the machine and the SDK add to any such call."""
     latencies: list[float] = []
+    floor_latencies: list[float] = []
     errors: list[str] = []
     job_ids: list[str] = []
     call = {**args, "wait_seconds": 0}
@@ -154,9 +159,17 @@ async def accepts(client: Client, args: dict[str, Any], count: int, interval: fl
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
         took = time.perf_counter() - started
         latencies.append(took)
+        if floor is not None:
+            floor_started = time.perf_counter()
+            try:
+                await floor.call_tool("accept", call)
+                floor_latencies.append(time.perf_counter() - floor_started)
+            except Exception as exc:
+                errors.append(f"floor {type(exc).__name__}: {exc}"[:200])
+            took = time.perf_counter() - started
         await anyio.sleep(max(0.0, interval - took))
     return {"calls": len(latencies), "errors": len(errors), "first_errors": errors[:3],
-            "latencies": latencies, "job_ids": job_ids}
+            "latencies": latencies, "floor_latencies": floor_latencies, "job_ids": job_ids}
 
 
 class AcceptProbe:
@@ -165,8 +178,10 @@ class AcceptProbe:
     that loop busy). ``async with`` starts it and waits for its warm-up (one untimed accept); each ``run``
     makes ``count`` timed accepts."""
 
-    def __init__(self, url: str, args: dict[str, Any], count: int, interval: float) -> None:
-        self.config = json.dumps({"url": url, "args": args, "count": count, "interval": interval})
+    def __init__(self, url: str, args: dict[str, Any], count: int, interval: float,
+                 floor_url: str | None = None) -> None:
+        self.config = json.dumps({"url": url, "args": args, "count": count, "interval": interval,
+                                  "floor_url": floor_url})
         self._proc: anyio.abc.Process | None = None
         self._buffer = b""
 
@@ -206,11 +221,16 @@ async def _probe_main() -> None:
     """The accept probe's process: config on stdin, "ready" after warm-up, one JSON line per "go"."""
     stdin = anyio.wrap_file(sys.stdin)
     config = json.loads(await stdin.readline())
-    async with Client(config["url"], mode="legacy") as client:
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(Client(config["url"], mode="legacy"))
         await client.call_tool("generate_ad", {**config["args"], "wait_seconds": 0})
+        floor = None
+        if config.get("floor_url"):
+            floor = await stack.enter_async_context(Client(config["floor_url"], mode="legacy"))
+            await floor.call_tool("accept", {**config["args"], "wait_seconds": 0})
         print("ready", flush=True)
         while (await stdin.readline()).strip() == "go":
-            result = await accepts(client, config["args"], config["count"], config["interval"])
+            result = await accepts(client, config["args"], config["count"], config["interval"], floor)
             print(json.dumps(result), flush=True)
 
 
@@ -247,6 +267,20 @@ async def _settle(http: httpx.AsyncClient, job_ids: list[str], within_s: float) 
                     break
                 await anyio.sleep(0.1)
     return [(await http.get(f"/status/{j}")).json()["status"] for j in job_ids]
+
+
+async def _server_accepts(http: httpx.AsyncClient, since: int = 0) -> list[dict[str, Any]]:
+    """The server's own timings of accepts filed after ``since`` ([] from a server without the clock)."""
+    r = await http.get("/debug/accepts", params={"since": since})
+    return list(r.json()["accepts"]) if r.status_code == 200 else []
+
+
+def _server_summary(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50 / p99 / max of each segment (and the total) of the server's accept timings."""
+    if not timings:
+        return {"calls": 0}
+    keys = [k for k in timings[0] if k != "seq"]
+    return {"calls": len(timings), **{k: percentiles([t[k] / 1000 for t in timings]) for k in keys}}
 
 
 def _phase(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,6 +332,8 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         idle_lean: list[dict[str, Any]] = []
         floor_idle: list[dict[str, Any]] = []
         accept_latencies: list[float] = []
+        floor_accept_latencies: list[float] = []
+        server_accepts: list[dict[str, Any]] = []
         accept_errors: list[str] = []
         accept_error_count = 0
         accepted: list[str] = []
@@ -307,12 +343,16 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
             async with (Pollers(mcp, "get_status", args, clients, hz, server_pid) as adgen,
                         Pollers(mcp, "get_status", lean_args, clients, hz, server_pid) as lean,
                         Pollers(noop_url, "noop", args, clients, hz, floor_pid) as floor,
-                        AcceptProbe(mcp, accept_args, accept_count, seconds / (accept_count + 1)) as probe):
+                        AcceptProbe(mcp, accept_args, accept_count, seconds / (accept_count + 1),
+                                    floor_url=noop_url) as probe):
                 for _ in range(rounds):
+                    seen = await _server_accepts(http)
                     w = await adgen.window(seconds, during=probe.run)
                     w["worker_busy_at_end"] = (await http.get("/health")).json()["running_job"] is not None
+                    server_accepts += await _server_accepts(http, seen[-1]["seq"] if seen else 0)
                     acc = w.pop("during")
                     accept_latencies += acc["latencies"]
+                    floor_accept_latencies += acc["floor_latencies"]
                     accept_errors += acc["first_errors"]
                     accept_error_count += acc["errors"]
                     accepted += acc["job_ids"]
@@ -335,6 +375,12 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         "busy": b, "floor_busy": fb, "idle": il, "idle_no_preview": ln, "floor_idle": fi,
         "accept": {"calls": len(accept_latencies), "errors": accept_error_count, "first_errors": accept_errors[:3],
                    **(percentiles(accept_latencies) if accept_latencies else {})},
+        # The same arguments to the do-nothing server's accept tool, from the same process, right after each
+        # accept: what the client, the machine and the SDK add to such a call whatever the server does.
+        "accept_floor": {"calls": len(floor_accept_latencies),
+                         **(percentiles(floor_accept_latencies) if floor_accept_latencies else {})},
+        # The same accepts as the server spent them (GET /debug/accepts), by segment.
+        "accept_server": _server_summary(server_accepts),
         "job_statuses": statuses[:jobs], "accepted": len(accepted),
         "worker_busy_windows": sum(w["worker_busy_at_end"] for w in busy),
         "busy_p99_ratio": round(b["p99_ms"] / fb["p99_ms"], 2),

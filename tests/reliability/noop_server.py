@@ -22,6 +22,12 @@ def main() -> None:
     async def noop(job_id: str = "", include_preview: bool = False) -> Pong:
         return Pong(ok=True)
 
+    @server.tool()
+    async def accept(product_image: str = "", text_content: str = "", width: int = 0, height: int = 0,
+                     wait_seconds: float = 0) -> Pong:
+        """generate_ad's arguments (the photo as base64), nothing done: the floor for an accept's latency."""
+        return Pong(ok=True)
+
     server.run("streamable-http", host="127.0.0.1", port=args.port)
 
 
