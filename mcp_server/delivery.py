@@ -47,7 +47,10 @@ class Delivery:
         return self.transport in HTTP_TRANSPORTS
 
     def url(self, path: str) -> str | None:
-        """Absolute URL of a server path on HTTP transports (the path alone if the host is unknown)."""
+        """Absolute URL of a server path on HTTP transports (the path alone if the host is unknown); a URL that is
+        absolute already (distributed mode's presigned bucket link) as it is."""
+        if path.startswith(("https://", "http://")):
+            return path
         return (self.base_url or "") + path if self.http else None
 
 

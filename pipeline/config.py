@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     s3_region: str = Field("us-east-1")
     s3_access_key: str | None = Field(None, repr=False)
     s3_secret_key: str | None = Field(None, repr=False)
+    s3_presign_s: float = Field(0.0, ge=0, le=7 * 86400, description="> 0: a finished job's download_url is a "
+                                "presigned bucket URL valid this long (clients fetch from the bucket); 0 = the API's.")
+    s3_public_endpoint: str | None = Field(None, description="The bucket's endpoint as clients reach it, for "
+                                           "presigned URLs; None = s3_endpoint.")
     host_heartbeat_s: float = Field(10.0, gt=0, le=300, description="How often a worker host says it is alive; "
                                     "three missed beats and its running job counts as lost.")
     job_time_limit_s: float = Field(3600.0, gt=0, description="Longest a job may run on a worker host.")

@@ -94,6 +94,10 @@ async def test_mcp_generate_ad_streams_progress_from_a_worker_host(cluster: Clus
     assert not res.is_error and st["status"] == "completed", st
     assert len(progress) >= 3 and progress[-1][0] >= progress[0][0]  # the host's stage events, as they came
     assert st["final_result"] == f"adgen://jobs/{st['job_id']}/final.png"
+    # MCP answers name no disk path either: the delivered ad is a URL of this API.
+    assert st["output_file"] is None and all(r["path"] is None for r in st["results"])
+    assert st["download_url"] == f"{cluster.api.base}/jobs/{st['job_id']}/download"
+    assert httpx.get(st["download_url"], timeout=10).content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cancel_queued_and_running_jobs(cluster: Cluster) -> None:
@@ -140,11 +144,14 @@ def test_killed_host_job_finishes_on_the_other(cluster: Cluster) -> None:
 
 
 def test_a_second_api_replica_follows_stops_and_serves_jobs(cluster: Cluster) -> None:
-    b = cluster.start_api("api-b")  # its own empty data folder; Redis and the bucket are shared
+    # Its own empty data folder; Redis and the bucket are shared. B gives presigned bucket URLs for downloads.
+    b = cluster.start_api("api-b", ADGEN_S3_PRESIGN_S="600")
     b.wait_healthy()
     try:
         cluster.delay(2)
+        listed = cluster.submit("Listed on B")  # on API A, never asked about on B: B finds it in its job listing
         job_id = cluster.submit("Followed elsewhere")  # on API A
+        assert listed in [st["job_id"] for st in httpx.get(f"{b.base}/jobs", timeout=10).json()]
         st = _wait(lambda: (s := cluster.status(job_id, b))["status"] == "running" and s["sub_step"] and s, 30,
                    "API B to see the job run")
         assert st["progress_percent"] >= 0 and st["current_step"]
@@ -152,6 +159,16 @@ def test_a_second_api_replica_follows_stops_and_serves_jobs(cluster: Cluster) ->
         assert done["final_result"] == f"/jobs/{job_id}/final.png"
         final = httpx.get(f"{b.base}/jobs/{job_id}/final.png", timeout=10)
         assert final.status_code == 200 and final.content[:8] == b"\x89PNG\r\n\x1a\n"
+        # The delivered ad: through API A, and on B a presigned URL of the bucket (no replica's disk path).
+        through_a = httpx.get(f"{cluster.api.base}/jobs/{job_id}/download", timeout=10)
+        assert through_a.status_code == 200 and done["output_file"] is None
+        assert done["download_url"].startswith(cluster.env["ADGEN_S3_ENDPOINT"] + "/") and "X-Amz-Signature=" in \
+            done["download_url"]
+        presigned = httpx.get(done["download_url"], timeout=10)
+        assert presigned.status_code == 200 and presigned.content == through_a.content
+        # The job found in the listing was followed from then on: B lists it finished, with its result links.
+        _wait(lambda: any(st["job_id"] == listed and st["status"] == "completed" and st["final_result"]
+                          for st in httpx.get(f"{b.base}/jobs", timeout=10).json()), 60, "B to list it completed")
         # A job submitted on A, running on some host, stopped from B.
         cluster.delay(30)
         other = cluster.submit("Stopped from B")

@@ -27,11 +27,18 @@ class Bucket:
     def __init__(self, settings: Settings) -> None:
         self.name = settings.s3_bucket
         self.prefix = settings.s3_prefix
-        self.s3: Any = boto3.client(
-            "s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region,
+        self.s3: Any = self._client(settings, settings.s3_endpoint)
+        # Presigned URLs name the endpoint clients reach (signing is local: this client never connects).
+        public = settings.s3_public_endpoint or settings.s3_endpoint
+        self.presigner: Any = self.s3 if public == settings.s3_endpoint else self._client(settings, public)
+
+    @staticmethod
+    def _client(settings: Settings, endpoint: str | None) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=endpoint, region_name=settings.s3_region,
             aws_access_key_id=settings.s3_access_key, aws_secret_access_key=settings.s3_secret_key,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"},
-                          connect_timeout=5, read_timeout=30),
+                          signature_version="s3v4", connect_timeout=5, read_timeout=30),
         )
 
     def job_key(self, job_id: str, rel: str = "") -> str:
@@ -96,6 +103,6 @@ class Bucket:
         return True
 
     def presigned_url(self, job_id: str, rel: str, expires_s: int = 3600) -> str:
-        url: str = self.s3.generate_presigned_url(
+        url: str = self.presigner.generate_presigned_url(
             "get_object", Params={"Bucket": self.name, "Key": self.job_key(job_id, rel)}, ExpiresIn=expires_s)
         return url

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class RedisBook(JobBook):
     def __init__(self, settings: Settings, store: JobStore, state: RedisState) -> None:
         super().__init__(settings, store)
         self.state = state
+        self.on_adopt: Callable[[Job], None] = lambda job: None  # a job first seen in a listing
 
     def save(self, job: Job) -> None:
         super().save(job)
@@ -91,6 +92,24 @@ class RedisBook(JobBook):
         if record is None:
             raise JobNotFound(job_id)
         return self._adopt(record)
+
+    def newest(self, limit: int, completed_only: bool = False) -> list[Job]:
+        """The cluster's newest jobs (from Redis), not only those this replica has seen: unknown ones are adopted
+        (followed from their streams if unfinished; ``on_adopt`` fetches a finished one's results)."""
+        try:
+            records = self.state.newest_records(max(limit, self.settings.keep_jobs) if completed_only else limit,
+                                                known=self.jobs.keys())
+        except Exception:  # Redis away: this replica knows what it knows
+            records = []
+        oldest = time.time() - self.settings.keep_days * 86400  # older ones this replica prunes: not adopted again
+        for record in records:
+            if float(record.get("created_at") or 0) < oldest:
+                continue
+            try:
+                self.on_adopt(self._adopt(record))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return super().newest(limit, completed_only)
 
     def _adopt(self, record: dict[str, Any]) -> Job:
         """A job another replica accepted (or this one before a restart): followed from its stream's start."""
@@ -136,6 +155,7 @@ class DistributedJobManager(JobManager):
         self.state = RedisState(settings.queue)
         self.bucket = Bucket(settings)
         self.book = RedisBook(settings, self.store, self.state)
+        self.book.on_adopt = self._adopted
         self.stats = RedisStageStats(self.state, writer=False)  # the hosts record; every replica reads the same
         self.jobs = self.book.jobs
         self.rqueue = RedisQueue(self.state)
@@ -368,6 +388,10 @@ class DistributedJobManager(JobManager):
         # resource URIs (the delivered ad at download_url), never as server paths.
         update: dict[str, Any] = {"output_file": None, "results": [r.model_copy(update={"path": None})
                                                                   for r in st.results]}
+        if st.download_url and self.settings.s3_presign_s > 0 and job.report.output_file:
+            # Straight from the bucket (where the host put the delivered ad), not through this replica.
+            update["download_url"] = self.bucket.presigned_url(
+                job_id, f"output/{Path(job.report.output_file).name}", int(self.settings.s3_presign_s))
         if job_id in self._lost_since:
             update["message"] = job.message
         return st.model_copy(update=update)
@@ -387,16 +411,26 @@ class DistributedJobManager(JobManager):
     async def _fetch_missing_results(self) -> None:
         """After a restart on a fresh disk: the results of finished jobs, so status links and downloads work."""
         for job in self.book.newest(self.settings.keep_jobs, completed_only=True):
-            folder = self.store.job_dir(job.id)
-            if (folder / "final.png").is_file():
-                continue
-            try:
-                await anyio.to_thread.run_sync(self.bucket.download_dir, job.id, folder)
-                if job.report.output_file:
-                    finished = JobFinished(job.id, "completed", None, job.report)
-                    job.report = (await anyio.to_thread.run_sync(self.remote.localise, finished, folder)).report
-            except Exception as exc:
-                log.warning("fetching the results of job %s failed: %s", job.id, exc)
+            await self._fetch_results(job)
+
+    async def _fetch_results(self, job: Job) -> None:
+        folder = self.store.job_dir(job.id)
+        if (folder / "final.png").is_file():
+            return
+        try:
+            await anyio.to_thread.run_sync(self.bucket.download_dir, job.id, folder)
+            if job.report.output_file:
+                finished = JobFinished(job.id, "completed", None, job.report)
+                job.report = (await anyio.to_thread.run_sync(self.remote.localise, finished, folder)).report
+        except Exception as exc:
+            log.warning("fetching the results of job %s failed: %s", job.id, exc)
+        job.touch()
+
+    def _adopted(self, job: Job) -> None:
+        """A job another replica accepted, first seen in a listing: a finished one's results are fetched (its
+        links follow), an unfinished one is followed by the pump like any job of this replica."""
+        if job.status == "completed" and self._tg is not None:
+            self._tg.start_soon(self._fetch_results, job)
 
     def health(self) -> HealthResponse:
         alive = self.remote.alive()

@@ -5,7 +5,8 @@
   removing it, atomically with the cancel's check, in ``claim``/``cancel`` below).
 - ``run:<id>``: a hash with the job's run state (queued, running, lost, cancelled, done), the
   host running it, the hosts lost while running it and the Dramatiq message id (for aborts).
-- ``job:<id>``: the job's status record (the same JSON as job.json), for any API replica.
+- ``job:<id>``: the job's status record (the same JSON as job.json), for any API replica; ``jobs``: every
+  job id scored by its submit time (any replica's job listing).
 - ``events:<id>``: the job's capped event stream (JSON, pipeline/distributed/codec.py).
 - ``host:<name>``: a worker host's heartbeat (its WorkerState), expiring after three missed beats.
 - ``answers:<id>``: LLM design answers for a running job (API -> host).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -130,7 +131,22 @@ class RedisState:
 
     # ---- records -------------------------------------------------------------------------
     def save_record(self, job_id: str, record: dict[str, Any]) -> None:
-        self.r.set(self.key("job", job_id), json.dumps(record, default=str), ex=RECORD_TTL_S)
+        with self.r.pipeline(transaction=False) as p:
+            p.set(self.key("job", job_id), json.dumps(record, default=str), ex=RECORD_TTL_S)
+            p.zadd(self.key("jobs"), {job_id: float(record.get("created_at") or time.time())})
+            p.execute()
+
+    def newest_records(self, limit: int, known: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The records of the cluster's newest ``limit`` jobs not in ``known`` (ids whose record expired leave
+        the index here)."""
+        seen = set(known)
+        ids = [j for j in self.r.zrevrange(self.key("jobs"), 0, max(0, limit - 1)) if j not in seen]
+        if not ids:
+            return []
+        texts = self.r.mget([self.key("job", j) for j in ids])
+        if gone := [j for j, text in zip(ids, texts, strict=True) if text is None]:
+            self.r.zrem(self.key("jobs"), *gone)
+        return [json.loads(text) for text in texts if text]
 
     def record(self, job_id: str) -> dict[str, Any] | None:
         text = self.r.get(self.key("job", job_id))
