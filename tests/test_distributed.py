@@ -75,6 +75,19 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
     assert download.status_code == 200 and len(download.content) > 1000
 
 
+def test_bench_rows_run_on_this_cluster(cluster: Cluster) -> None:
+    """bench/distributed.py's throughput row on two small jobs, and its lag sampler on known arrivals."""
+    from bench.distributed import rest_lags, throughput
+
+    out = throughput(cluster, 2, 256, "smoke")  # asserts both completed
+    assert out["jobs"] == 2 and out["wall_s"] > 0 and out["per_min"] == pytest.approx(120 / out["wall_s"])
+    published = [(10.0, "sub_step", "cut-out"), (10.5, "message", "Rendering"), (11.0, "sub_step", "gone")]
+    polled = [(9.99, {"sub_step": "cut-out"}), (10.04, {"sub_step": "cut-out"}),
+              (10.6, {"message": "Rendering", "sub_step": "render"}), (11.2, {"sub_step": "final"})]
+    # Seen 40 ms and 100 ms after publication (the earlier poll was of the state before); "gone" never seen.
+    assert rest_lags(published, polled) == pytest.approx([0.04, 0.1])
+
+
 @pytest.mark.anyio
 async def test_mcp_generate_ad_streams_progress_from_a_worker_host(cluster: Cluster) -> None:
     from mcp import Client

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from pipeline.messages import JobFinished, RunJob, StageFinished, WorkerState
 
 log = logging.getLogger("adgen.distributed")
 
-FOLLOW_BLOCK_MS = 100  # a newly followed job's stream joins the read within this
+FOLLOW_BLOCK_MS = 200  # a blocking read of the streams ends after this (or at once, woken: ``wake``)
 
 
 class RemoteHosts:
@@ -47,6 +48,8 @@ class RemoteHosts:
         self._cursors: dict[str, str] = {}  # job id -> last stream entry handed on
         self._locks: dict[str, anyio.Lock] = {}  # job id -> held while its files are fetched (one fetch at a time)
         self._finishing: set[str] = set()  # JobFinished read, its files being fetched
+        self._replica = uuid.uuid4().hex[:12]  # this replica's wake-up stream (its own: read from its start)
+        self._wake_cursor = "0"
 
     # ---- the Executor protocol ---------------------------------------------------------
     async def start(self) -> None:
@@ -85,6 +88,14 @@ class RemoteHosts:
         self.bucket.upload_dir(run.job_id, self._job_dir(run.job_id))
         self.redis.set_message_id(run.job_id, message.message_id)
         self.broker.enqueue(message)
+        self.wake()
+
+    def wake(self) -> None:
+        """A job to follow: the pump's blocking read ends now and the next one includes it. Blocking."""
+        try:
+            self.redis.wake(self._replica)
+        except Exception as exc:  # the pump's next read (at most FOLLOW_BLOCK_MS away) includes it anyway
+            log.warning("waking the event pump failed: %s", exc)
 
     # ---- events ------------------------------------------------------------------------
     async def pump(self) -> None:
@@ -99,17 +110,18 @@ class RemoteHosts:
                 cursors = {j: self._cursors.get(j, "0") for j in following}
                 self._cursors = {k: v for k, v in self._cursors.items() if k in cursors}  # finished: not read again
                 self._locks = {k: v for k, v in self._locks.items() if k in cursors or v.locked()}
-                if not cursors:
-                    await anyio.sleep(FOLLOW_BLOCK_MS / 1000)
-                    continue
+                wake = (self._replica, self._wake_cursor)
                 try:
                     entries = await anyio.to_thread.run_sync(self.redis.read_events, cursors, FOLLOW_BLOCK_MS,
-                                                             abandon_on_cancel=True)
+                                                             wake, abandon_on_cancel=True)
                 except Exception as exc:  # Redis restarting: try again shortly
                     log.warning("reading job events failed: %s", exc)
                     await anyio.sleep(1.0)
                     continue
                 for job_id, entry_id, text in entries:
+                    if not job_id:  # a wake-up: the set of jobs to follow changed
+                        self._wake_cursor = entry_id
+                        continue
                     self._cursors[job_id] = entry_id
                     try:
                         ev = decode_event(text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,7 +76,7 @@ class RedisBook(JobBook):
     def __init__(self, settings: Settings, store: JobStore, state: RedisState) -> None:
         super().__init__(settings, store)
         self.state = state
-        self.on_adopt: Callable[[Job], None] = lambda job: None  # a job first seen in a listing
+        self.on_adopt: Callable[[Job], None] = lambda job: None  # a job first seen here (not at start)
 
     def save(self, job: Job) -> None:
         super().save(job)
@@ -106,7 +107,7 @@ class RedisBook(JobBook):
             if float(record.get("created_at") or 0) < oldest:
                 continue
             try:
-                self.on_adopt(self._adopt(record))
+                self._adopt(record)
             except (KeyError, TypeError, ValueError):
                 continue
         return super().newest(limit, completed_only)
@@ -119,6 +120,7 @@ class RedisBook(JobBook):
             job.started_mono = time.monotonic() - float(record.get("elapsed") or 0.0)
         self.store.job_dir(job.id).mkdir(parents=True, exist_ok=True)
         self.jobs[job.id] = job
+        self.on_adopt(job)
         return job
 
     def load_from_disk(self) -> None:
@@ -165,6 +167,7 @@ class DistributedJobManager(JobManager):
                                   self.store.job_dir, self._files_arrived)
         self.worker = _HostsView(settings, self.remote)
         self._lost_since: dict[str, float] = {}  # jobs re-queued after a lost host, waiting for another
+        self._loop_thread = threading.get_ident()
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> JobManager:
@@ -177,6 +180,7 @@ class DistributedJobManager(JobManager):
             raise StartupError(f"distributed mode: cannot reach Redis ({self.settings.queue}) or the bucket "
                                f"({self.settings.s3_endpoint or 'AWS S3'}/{self.settings.s3_bucket}): "
                                f"{type(exc).__name__}: {exc}") from exc
+        self._loop_thread = threading.get_ident()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self.remote.pump)
@@ -427,10 +431,17 @@ class DistributedJobManager(JobManager):
         job.touch()
 
     def _adopted(self, job: Job) -> None:
-        """A job another replica accepted, first seen in a listing: a finished one's results are fetched (its
-        links follow), an unfinished one is followed by the pump like any job of this replica."""
-        if job.status == "completed" and self._tg is not None:
+        """A job another replica accepted, first seen here (asked about, or in a listing): a finished one's
+        results are fetched (its links follow), an unfinished one is followed by the pump from now on."""
+        if self._tg is None:  # loading at start: the pump and the start-up fetch take them all
+            return
+        if threading.get_ident() != self._loop_thread:  # a worker thread (an edit's plan reads its parent)
+            anyio.from_thread.run_sync(self._adopted, job)
+            return
+        if job.status == "completed":
             self._tg.start_soon(self._fetch_results, job)
+        elif job.status not in TERMINAL_STATES:
+            self.remote.wake()
 
     def health(self) -> HealthResponse:
         alive = self.remote.alive()

@@ -10,6 +10,7 @@
 - ``events:<id>``: the job's capped event stream (JSON, pipeline/distributed/codec.py).
 - ``host:<name>``: a worker host's heartbeat (its WorkerState), expiring after three missed beats.
 - ``answers:<id>``: LLM design answers for a running job (API -> host).
+- ``wake:<replica>``: an API replica's wake-up stream (a new job to follow ends its blocking read).
 """
 
 from __future__ import annotations
@@ -166,16 +167,32 @@ class RedisState:
             p.expire(key, RECORD_TTL_S)
             p.execute()
 
-    def read_events(self, cursors: dict[str, str], block_ms: int) -> list[tuple[str, str, str]]:
-        """New entries of the given jobs' streams after each cursor: (job id, entry id, event JSON)."""
-        if not cursors:
-            return []
+    def read_events(self, cursors: dict[str, str], block_ms: int,
+                    wake: tuple[str, str] | None = None) -> list[tuple[str, str, str]]:
+        """New entries of the given jobs' streams after each cursor: (job id, entry id, event JSON). ``wake``: a
+        replica's wake-up stream and its cursor, read too, so a newly followed job joins the read at once (its
+        entries come back as ("", entry id, ""))."""
         streams = {self.key("events", j): c for j, c in cursors.items()}
+        if wake is not None:
+            streams[self.key("wake", wake[0])] = wake[1]
+        if not streams:
+            return []
         out: list[tuple[str, str, str]] = []
         for key, entries in self.r.xread(streams, block=block_ms, count=200) or []:
+            if not key.startswith(self.key("events", "")):
+                out.extend(("", entry_id, "") for entry_id, _ in entries)
+                continue
             job_id = key.rsplit(":", 1)[1]
             out.extend((job_id, entry_id, fields.get("e", "")) for entry_id, fields in entries)
         return out
+
+    def wake(self, replica: str) -> None:
+        """Ends the replica's blocking read of its job streams now (it follows a new job)."""
+        key = self.key("wake", replica)
+        with self.r.pipeline(transaction=False) as p:
+            p.xadd(key, {"w": "1"}, maxlen=16, approximate=False)
+            p.expire(key, 86400)
+            p.execute()
 
     # ---- design answers (API -> host) ----------------------------------------------------
     def push_answer(self, job_id: str, answer_json: str) -> None:
