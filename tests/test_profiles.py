@@ -9,6 +9,7 @@ pixels come back unchanged.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import anyio
@@ -30,6 +31,8 @@ from pipeline.worker.provenance import read_png  # noqa: E402
 from pipeline.worker.stages.fidelity import product_core, relight_kwargs  # noqa: E402
 from pipeline.worker.stages.lighting import Light, light_kwargs  # noqa: E402
 from pipeline.worker.stages.scene import paint_mask, place_product, product_reference  # noqa: E402
+from tests.conftest import EXAMPLE  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 from tests.test_models import assert_placed  # noqa: E402
 
 BF16 = torch.bfloat16
@@ -250,6 +253,26 @@ async def test_full_job_per_profile(tmp_path: Path, tiny_hub, profile: str) -> N
                     "classic": "FluxTransformer2DModel"}[profile]
         assert (generator, expected) in components
         assert all(c["dtype"] == "bfloat16" for c in m.resources().models["backend"]["components"])
+        if profile == "fast":  # the same warm models, a placements job (classic's units: test_placements_variants)
+            await _one_pass_units(m)
+
+
+async def _one_pass_units(m: JobManager) -> None:
+    """A one-pass profile paints each placement's scene around its product (scene per unit, per variant);
+    every result at its size, with its seed."""
+    job = await m.submit(GenerateRequest(
+        product_image=base64.b64encode(EXAMPLE.read_bytes()).decode(), text_content="Tiny", seed=3,
+        placements=["landscape"], variants=2, use_llm_html=False, use_qwen_analysis=False))
+    st = await wait_until(lambda: (s := m.status(job.job_id, with_metrics=False)).status in (
+        "completed", "failed", "stopped") and s, 600, "the tiny-model placements job")
+    assert st.status == "completed", st.error
+    done = m.jobs[job.job_id].done
+    assert {"scene#landscape-v1", "scene#landscape-v2"} <= set(done), sorted(done)
+    assert set(m.jobs[job.job_id].plan) == set(done)  # progress and ETA follow the stages that really ran
+    assert [(r.width, r.height, r.seed) for r in st.results] == [(1200, 628, 3), (1200, 628, 4)]
+    for r in st.results:
+        path = m.artifact(job.job_id, r.uri.rsplit("/", 1)[-1])
+        assert path is not None and Image.open(path).size == (1200, 628)
 
 
 def test_fast_on_a_24gb_card_keeps_segmenter_and_vlm_resident(tmp_path: Path) -> None:
