@@ -20,6 +20,10 @@ from pipeline.config import Settings
 QUEUE = "adgen"
 ACTOR = "adgen_run_job"
 NAMESPACE = "adgen-dramatiq"
+# A consumer's longest sleep between looks at Redis (Dramatiq backs off up to it). A host whose job just ended
+# waits up to this for its next one: at Dramatiq's default (1 s) or 500 ms, hosts sat 0.15-0.25 s idle between
+# jobs (bench/distributed.py's hand-off gap).
+POLL_MS = 100
 
 
 def broker_heartbeat_ms(settings: Settings) -> int:
@@ -31,8 +35,9 @@ def make_broker(settings: Settings) -> tuple[RedisBroker, Abortable]:
     assert settings.queue, "distributed mode needs ADGEN_QUEUE=redis://..."
     client: Any = redis.Redis.from_url(settings.queue)
     # Dead consumers are found by queue maintenance, run on a random share of broker commands (an idle
-    # consumer polls about once a second): about once per heartbeat interval per consumer.
-    chance = min(MAINTENANCE_SCALE, int(MAINTENANCE_SCALE / max(1.0, settings.host_heartbeat_s)))
+    # consumer polls every POLL_MS): about once per heartbeat interval per consumer.
+    polls_per_beat = settings.host_heartbeat_s * 1000 / POLL_MS
+    chance = min(MAINTENANCE_SCALE, int(MAINTENANCE_SCALE / max(1.0, polls_per_beat)))
     broker = RedisBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=broker_heartbeat_ms(settings),
                          maintenance_chance=chance)
     abortable = Abortable(backend=RedisBackend(client=client))

@@ -229,7 +229,7 @@ def consume(settings: Settings, index: int | None = None) -> None:
     """One consumer: a Dramatiq worker with one thread and prefetch 1, in front of one worker subprocess."""
     import dramatiq
 
-    from pipeline.distributed.broker import ACTOR, QUEUE, make_broker
+    from pipeline.distributed.broker import ACTOR, POLL_MS, QUEUE, make_broker
 
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s host[%(process)d] %(levelname)s %(name)s %(message)s")
@@ -245,7 +245,7 @@ def consume(settings: Settings, index: int | None = None) -> None:
         sys.exit(1)
     dramatiq.actor(runner.run, actor_name=ACTOR, queue_name=QUEUE, broker=broker, max_retries=0,
                    time_limit=int(settings.job_time_limit_s * 1000), abortable=True)
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=500)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=POLL_MS)
     worker.queue_prefetch = 1  # a busy consumer holds no queued job (another host would take it)
     runner.beat()
     threading.Thread(target=runner.beat_forever, name="heartbeat", daemon=True).start()
