@@ -3,7 +3,8 @@
 It composes small parts, each with one job: ``Intake`` (inputs into a job folder), the
 ``JobQueue`` (FIFO), the ``WorkerSupervisor`` (the worker process), the ``JobBook`` (jobs in
 memory and on disk), ``progress`` and ``status`` (pure functions), ``StageStats`` (durations),
-``MetricsCache`` and ``health`` (what the server reports about itself). It runs in the server
+``MetricsCache`` and ``health`` (what the server reports about itself); ``WorkerEvents``
+(dispatch.py) is its side of the conversation with the worker. It runs in the server
 process and never blocks its event loop.
 """
 
@@ -25,6 +26,7 @@ from pipeline.fonts import FontCatalog
 from pipeline.jobs.book import JobBook, JobNotFound
 from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.designers import LLMDesigners, Sampler
+from pipeline.jobs.dispatch import WorkerEvents
 from pipeline.jobs.edits import plan_edit
 from pipeline.jobs.health import (
     StartupError,
@@ -39,21 +41,9 @@ from pipeline.jobs.job import Job
 from pipeline.jobs.metrics import MetricsCache
 from pipeline.jobs.queue import JobQueue
 from pipeline.jobs.stats import StageStats
-from pipeline.jobs.status import ResultFormat, build_status, job_estimate, queue_eta, result_links
+from pipeline.jobs.status import ResultFormat, build_status, queue_eta, result_links
 from pipeline.jobs.store import JobStore
 from pipeline.jobs.supervisor import WorkerSupervisor
-from pipeline.messages import (
-    DesignAnswer,
-    DesignNeeded,
-    Event,
-    JobFinished,
-    RunJob,
-    StageFinished,
-    StageProgress,
-    StageStarted,
-    WorkerExiting,
-    WorkerReady,
-)
 from pipeline.schemas import (
     TERMINAL_STATES,
     FontInfo,
@@ -79,7 +69,7 @@ class QueueFull(RuntimeError):
         self.retry_after = retry_after
 
 
-class JobManager:
+class JobManager(WorkerEvents):
     def __new__(cls, settings: Settings) -> JobManager:
         # Selected by config: ADGEN_QUEUE=redis://... gives the distributed manager (pipeline/distributed), whose
         # queue, job book and executor live in Redis, an S3 bucket and worker hosts; callers stay the same.
@@ -141,72 +131,6 @@ class JobManager:
             while not self.worker.ready:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         return self.worker.ready
-
-    # ---- worker events -----------------------------------------------------------------
-    async def _on_worker_death(self, cause: str) -> None:
-        if self.running:
-            self._finish(self.jobs[self.running], "failed", f"{cause} while running this job")
-        self.running = None
-
-    def _on_event(self, ev: Event) -> None:
-        if isinstance(ev, WorkerReady):
-            self._dispatch()
-            return
-        if isinstance(ev, WorkerExiting):
-            log.error("worker exiting: %s", ev.reason)
-            return
-        job = self.jobs.get(getattr(ev, "job_id", ""))
-        if job is None or job.status != "running":
-            return  # a stopped or relabelled job: its late events change nothing
-        now = time.monotonic()
-        if isinstance(ev, StageStarted | StageProgress | StageFinished):
-            if (seconds := job.apply_stage_event(ev, now)) is not None:
-                canvas = stage_canvas(job.request, ev.stage, (job.width, job.height))
-                self.stats.record(job.backend, *canvas, base_key(ev.stage), seconds)
-        elif isinstance(ev, DesignNeeded):
-            assert self._tg is not None
-            job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
-            self._tg.start_soon(self._design, ev)
-        elif isinstance(ev, JobFinished):
-            job.report = ev.report
-            self._finish(job, ev.status, ev.error)
-            self.running = None
-            self._dispatch()
-            return
-        if est := job_estimate(job, now):
-            job.progress = max(job.progress, est.percent)
-        job.touch()
-
-    async def _design(self, ev: DesignNeeded) -> None:
-        handle = self.worker.handle
-        answer = await self.designers.answer(ev.prompt, self._samplers.get(ev.job_id))
-        job = self.jobs.get(ev.job_id)
-        if job is not None and answer.source != "none":
-            job.message = f"Text layer designed by {answer.source.replace('_', ' ')}"
-        if handle is not None and handle is self.worker.handle and handle.alive():
-            handle.send(DesignAnswer(ev.job_id, answer.text, answer.source, answer.note))
-
-    def _dispatch(self) -> None:
-        handle = self.worker.handle
-        if self.running is not None or handle is None or not handle.alive():
-            return  # (a starting worker buffers the command until it is ready)
-        while (job_id := next(iter(self.queue), None)) is not None:
-            job = self.jobs[job_id]
-            if job.status == "pending" and job.request is not None and job_id in self._writing:
-                return  # its photo is still being written (then this runs again); nothing overtakes it
-            self.queue.pop()
-            if job.status != "pending" or job.request is None:
-                continue
-            job.status, job.message = "running", "Starting..."
-            job.started_mono, job.started_at = time.monotonic(), time.time()
-            handle.clear_stop()
-            handle.send(RunJob(job.id, str(self.store.job_dir(job.id)), job.request, job.backend, job.seed, job.plan))
-            self.running = job.id
-            self.book.save(job)
-            job.touch()
-            for waiting in self.queue:  # queue positions moved
-                self.jobs[waiting].touch()
-            return
 
     def _finish(self, job: Job, status: JobState, error: str | None) -> None:
         if self.book.finish(job, status, error):
