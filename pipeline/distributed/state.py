@@ -135,6 +135,7 @@ class RedisState:
         with self.r.pipeline(transaction=False) as p:
             p.set(self.key("job", job_id), json.dumps(record, default=str), ex=RECORD_TTL_S)
             p.zadd(self.key("jobs"), {job_id: float(record.get("created_at") or time.time())})
+            p.zremrangebyscore(self.key("jobs"), 0, time.time() - RECORD_TTL_S)  # their records have expired
             p.execute()
 
     def newest_records(self, limit: int, known: Iterable[str] = ()) -> list[dict[str, Any]]:
