@@ -3,8 +3,9 @@
 ``ClockMiddleware`` stamps each HTTP request's arrival in its ASGI scope and, for an MCP POST, the
 moment the transport has read its body. The generate_ad tool reaches the same scope through its
 Starlette request and adds marks as the accept goes (tool entered, job accepted, status and result
-built). When the response's last byte is handed to the server, the middleware files the marks of
-that request in a ring buffer, read with GET /debug/accepts (the load benchmark reports them).
+built). When the response's bytes are handed to the server (over SSE: the event that carries the
+result, which is all the client waits for), the middleware files the marks of that request in a
+ring buffer, read with GET /debug/accepts (the load benchmark reports them).
 Requests the tool never marks (every get_status poll) cost two clock reads and nothing else.
 """
 
@@ -31,13 +32,13 @@ SEGMENTS = {
                      "a worker thread, or the OS ran other processes; a large photo is decoded in a thread)",
     "status_ms": "the job's status (and the progress notification, when the client asked for them)",
     "result_ms": "the status shaped as a tool result (text, links, structured content)",
-    "reply_ms": "the result validated against the output schema, serialised and written (SSE)",
+    "reply_ms": "the result validated against the output schema, serialised and handed to the server (SSE)",
 }
 
 
 class AcceptTiming(BaseModel):
     seq: int = Field(description="Increases by one per accept filed; ask for those after one with ?since=")
-    total_ms: float = Field(description="From the request's arrival to the response's last byte")
+    total_ms: float = Field(description="From the request's arrival to the result's bytes handed to the server")
     queued_ms: float = 0.0
     dispatch_ms: float = 0.0
     accept_ms: float = 0.0
@@ -110,10 +111,15 @@ class ClockMiddleware:
                 scope[READ] = time.perf_counter()
             return message
 
+        filed = False
+
         async def timed_send(message: Message) -> None:
+            nonlocal filed
             await send(message)
-            if (message["type"] == "http.response.body" and not message.get("more_body", False)
-                    and MARKS in scope):
+            # The first bytes after the tool's last mark are the result (an SSE stream ends after it).
+            if not filed and message["type"] == "http.response.body" and message.get("body") \
+                    and any(m[0] == "result_ms" for m in scope.get(MARKS, ())):
+                filed = True
                 self.clock.file(scope, time.perf_counter())
 
         await self.app(scope, timed_receive, timed_send)
