@@ -79,16 +79,19 @@ async def follow_job(
     While this call is open the job may borrow the client's model (MCP sampling) for its design.
     """
     deadline = anyio.current_time() + wait_s
-    last = -1
+    last, said = -1.0, ""
     sampler = sampler or sampler_for(ctx)
     if sampler is not None:
         manager.attach_sampler(job_id, sampler)
     try:
         while True:
             st = manager.status(job_id, with_metrics=False)
-            if st.progress_percent > last:
-                last = st.progress_percent
-                await ctx.report_progress(st.progress_percent, 100, st.sub_step or st.message)
+            label = st.sub_step or st.message
+            # A new stage or sub-step is news even when the percentage has not moved yet; MCP wants every
+            # notification's progress higher than the last, so it then says a hundredth more.
+            if st.progress_percent > last or (label != said and last < 99.9):
+                last, said = max(float(st.progress_percent), round(last + 0.01, 2)), label
+                await ctx.report_progress(last, 100, label)
             remaining = deadline - anyio.current_time()
             if st.status in TERMINAL_STATES or remaining <= 0:
                 return manager.status(job_id)
