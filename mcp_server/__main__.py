@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -39,10 +40,20 @@ def transport_security(host: str, settings: Settings) -> TransportSecuritySettin
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up (modules, schemas, validators: ~115k objects) out of the garbage
+    collector's view. A full collection walks every tracked object, ~95 ms on 2 shared cores, and it runs on
+    the event loop at whatever call allocates at that moment: under load those were the slowest accepts and
+    polls. Frozen, a full collection walks only what was created since."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     async with JobManager(settings) as manager:
         server = build_server(manager, transport=args.transport)
         if args.transport == "stdio":
+            freeze_startup_heap()
             await server.run_stdio_async()
             return
         import uvicorn
@@ -57,6 +68,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
                  " (bearer token required)" if settings.token else "")
         config = uvicorn.Config(guarded, host=args.host, port=args.port, log_level=settings.log_level.lower(),
                                 timeout_graceful_shutdown=5, lifespan="on")
+        freeze_startup_heap()
         await uvicorn.Server(config).serve()
 
 
