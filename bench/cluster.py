@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.processes import ServerProcess, free_port
 from pipeline.worker.hooks import WorkerHooks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,12 +70,6 @@ def make_hooks(spec: str) -> WorkerHooks:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """The condition's first truthy value, polled; TimeoutError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -190,41 +184,11 @@ class Host:
         self.log.close()
 
 
-class ApiProcess:
+class ApiProcess(ServerProcess):
     """An API replica: ``python -m mcp_server`` on streamable HTTP, as a user would start it."""
 
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir.parent / f"api-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_server", "--transport", "streamable-http", "--port", str(self.port)],
-            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env, "ADGEN_DATA_DIR": str(data_dir)},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_healthy(self, timeout: float = 60.0) -> dict:
-        def healthy() -> dict | None:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"API process exited with {self.proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                r = httpx.get(self.base + "/health", timeout=2)
-                if r.status_code == 200:
-                    return dict(r.json())
-            return None
-
-        return dict(wait_for(healthy, timeout, "the API process", interval=0.2))
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-        return self.proc.returncode
+        super().__init__("streamable-http", data_dir, env)
 
 
 class Cluster:

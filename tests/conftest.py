@@ -5,20 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bench.processes import ServerProcess, free_port  # noqa: F401 (the tests import free_port from here)
 from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
@@ -101,51 +96,6 @@ async def manager(module_settings: Settings) -> AsyncIterator[JobManager]:
 @pytest.fixture(scope="module")
 def server(manager: JobManager):
     return build_server(manager)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """``python -m mcp_server`` on an HTTP transport, as a user would start it."""
-
-    def __init__(self, transport: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, ADGEN_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **(extra_env or {}))
-        self.log = open(data_dir.parent / f"server-{transport}-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_server", "--transport", transport, "--port", str(self.port)],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_healthy(self, timeout: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                r = httpx.get(self.base + "/health", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server did not become healthy")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
