@@ -617,7 +617,7 @@ def _accept_lines(load: dict) -> list[str]:
                   "The server's figure runs from the request reaching the ASGI app to the result's bytes handed",
                   "back; it includes the wait for the event loop, which the 20 pollers keep busy (the SDK's own work",
                   "per call is most of it: see the do-nothing server's CPU per call above).", "",
-                  "The server's time by segment (each accept's segments add up to its total):", "",
+                  "The server's time by segment (all but accept_cpu add up to each accept's total):", "",
                   "| segment | p50 | p99 | max | what |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {k[:-3]} | {srv[k]['p50_ms']:.1f} ms | {srv[k]['p99_ms']:.1f} ms | {srv[k]['max_ms']:.1f} ms | "
                   f"{what} |" for k, what in SEGMENTS.items() if k in srv]
