@@ -65,6 +65,9 @@ class JobContext:
     results: list[dict[str, Any]] = field(default_factory=list)  # placements/variants jobs (worker/unit_runner.py)
     writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # artifacts, written in the background
     preview: bool = True  # keep preview.jpg current (a placements job's later units: the contact sheet is theirs)
+    # A placements job's later units keep only what is read or checked: their text.png and final.png (moved to
+    # results/); their composite, mask and step 1 pictures are served by nothing and cost an encode each.
+    keep: frozenset[str] | None = None
 
     @property
     def width(self) -> int:
@@ -81,6 +84,8 @@ class JobContext:
     def save(self, name: str, img: Image.Image, provenance: dict[str, Any] | None = None) -> None:
         """Encoded while the job goes on (``writes.flush`` before reading it back); ``provenance``: metadata
         chunks saying what made the image (pipeline/worker/provenance.py)."""
+        if self.keep is not None and name not in self.keep:
+            return
         self.writes.png(img, self.job_dir / name, provenance)
         self.artifacts.append(name)
 

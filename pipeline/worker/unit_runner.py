@@ -11,7 +11,7 @@ planner places product and copy together), so nothing the product or the copy ne
 One-pass profiles paint the scene around the product, so their scene stage runs per placement.
 
 The first unit (first placement, variant 1) works in the job folder itself, exactly like a
-one-ad job (final.png, step1.png, text.png, preview.jpg); the others in units/<name>/. Every
+one-ad job (final.png, step1.png, text.png, preview.jpg); the others keep their text.png in units/<name>/. Every
 result is written to results/<placement>-v<n>.png and delivered to the output folder; with more
 than one, contact.jpg shows them all and becomes the preview.
 """
@@ -66,6 +66,7 @@ class StageRunner(Protocol):
     def report(self, ctx: JobContext, key: str, ran: Ran) -> None: ...
 
 THUMB_H = 480  # px: the copies kept for the contact sheet
+UNIT_FILES = frozenset({"text.png", "final.png"})  # what a later unit writes (its final.png becomes its result)
 # Where the copy goes in later variants when the request says "auto": each variant of a placement tries a
 # position its earlier variants did not use (the layout planner's own best choice comes first).
 POSITIONS = ("top", "bottom", "center")
@@ -109,6 +110,7 @@ class _Units:
             cutout_confidence=r.cutout_confidence, warnings=r.warnings, safe=unit.safe,
             writes=r.writes,  # one writer per job: the report waits for every unit's files
             preview=False,  # the job's preview is the first unit's, then the contact sheet
+            keep=UNIT_FILES,
         )
 
     def master(self, variant: int) -> JobContext:
