@@ -173,11 +173,13 @@ class _Ahead:
             self.runner.run_stage(ctx, key)
 
     def after(self, at: int) -> None:
-        """Plan item ``at`` just ran: at the end of a unit's step 1, the next unit's step 1 starts."""
+        """Plan item ``at`` just ran: at the end of a unit's step 1, every later unit of its variant queues its
+        step 1 on the second thread (one after another), while this thread works through the copy stages."""
         here, after = base_key(self.plan[at]), self.plan[at + 1] if at + 1 < len(self.plan) else None
         if self.enabled and _is_step1(here) and (after is None or not _is_step1(base_key(after))):
-            for key, ctx in _next_step1(self.state, self.plan, at + 1, self.by_name):
-                self.futures[key] = self.pool.submit(self.runner.run_ahead, ctx, key, self.cancelled.is_set)
+            for key, ctx in _later_step1(self.state, self.plan, at + 1, self.by_name):
+                if key not in self.futures:
+                    self.futures[key] = self.pool.submit(self.runner.run_ahead, ctx, key, self.cancelled.is_set)
 
     def close(self) -> None:
         self.cancelled.set()  # a failed or stopped job: a stage running ahead stops at its next step
@@ -229,21 +231,20 @@ def _is_step1(base: str) -> bool:
     return registry.STAGES[base].step == "step1_background" and base not in SHARED_STAGES | VARIANT_STAGES
 
 
-def _next_step1(state: _Units, plan: tuple[str, ...], at: int, by_name: dict[str, Unit]
-                ) -> list[tuple[str, JobContext]]:
-    """The step 1 keys of the unit after the one at ``at - 1`` in the plan, if they may run now: its scene
-    must exist (the first unit of the next variant waits for that variant's scene, which runs in turn)."""
-    current = tag_of(plan[at - 1])
-    while at < len(plan) and tag_of(plan[at]) == current:  # the rest of this unit: its copy stages
-        at += 1
-    keys: list[str] = []
-    while at < len(plan) and _is_step1(base_key(plan[at])) and (not keys or tag_of(plan[at]) == tag_of(keys[0])):
-        keys.append(plan[at])
-        at += 1
-    if not keys or (tag := tag_of(keys[0])) is None or by_name[tag].variant not in state.masters:
-        return []
-    ctx = state.unit(by_name[tag])
-    return [(key, ctx) for key in keys]
+def _later_step1(state: _Units, plan: tuple[str, ...], at: int, by_name: dict[str, Unit]
+                 ) -> list[tuple[str, JobContext]]:
+    """The step 1 keys of every later unit of this variant (from plan item ``at`` on), if they may run now:
+    their scene must exist (the next variant's units wait for its scene, which runs in turn)."""
+    found: list[tuple[str, JobContext]] = []
+    for key in plan[at:]:
+        base = base_key(key)
+        if base in SHARED_STAGES or base in VARIANT_STAGES:
+            break  # the next variant's scene: its units go ahead once it has run
+        tag = tag_of(key)
+        if not _is_step1(base) or tag is None or by_name[tag].variant not in state.masters:
+            continue
+        found.append((key, state.unit(by_name[tag])))
+    return found
 
 
 def _finish(state: _Units, unit: Unit, ctx: JobContext, svc: Services) -> None:
