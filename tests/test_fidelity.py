@@ -176,7 +176,9 @@ def test_draft_refine_keeps_the_products_colours(
     # The scene around the product is the draft's (refinement touches the product and its rim only).
     far = cv2_dilate(mask, 25) == 0
     assert np.abs(out[far].astype(int) - src[far]).max() <= 1
-    # step1.png on disk is what the status describes.
+    # step1.png on disk (once the background writer is done: the job's report waits for it) is what the
+    # status describes.
+    ctx.writes.flush()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "step1.png").convert("RGB")), out)
 
 

@@ -6,6 +6,7 @@ and its record on disk always matches what clients are told.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from pipeline.jobs.job import Job
 from pipeline.jobs.status import job_estimate
 from pipeline.jobs.store import JobStore
 from pipeline.schemas import TERMINAL_STATES, JobState
+
+log = logging.getLogger("adgen.jobs")
 
 
 class JobNotFound(KeyError):
@@ -72,7 +75,10 @@ class JobBook:
         else:
             job.progress = max(job.progress, est.percent if est else 0)
             job.message = error or status
-        self.save(job)
+        try:
+            self.save(job)
+        except OSError as exc:  # its folder went away or the disk is full: finished in memory all the same
+            log.warning("job %s: its final record could not be written (%s)", job.id, exc)
         job.touch()
         self.prune()
         return True

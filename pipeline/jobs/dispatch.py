@@ -117,7 +117,10 @@ class WorkerEvents:
             handle.clear_stop()
             handle.send(RunJob(job.id, str(self.store.job_dir(job.id)), job.request, job.backend, job.seed, job.plan))
             self.running = job.id
-            self.book.save(job)
+            try:
+                self.book.save(job)
+            except OSError as exc:  # its folder went away or the disk is full: the job runs (or fails) anyway
+                log.warning("job %s: its record could not be written (%s)", job.id, exc)
             job.touch()
             for waiting in self.queue:  # queue positions moved
                 self.jobs[waiting].touch()

@@ -158,7 +158,8 @@ async def test_accepted_behind_a_busy_worker_written_after_the_answer_in_order(
         queued = [await m.submit(GenerateRequest(product_image=product_b64, text_content=f"q{i}", seed=i,
                                                  width=256, height=256)) for i in range(3)]
         assert [q.queue_position for q in queued] == [0, 1, 2]
-        broken = await m.submit(GenerateRequest(product_image=product_b64, text_content="broken", width=256,
+        # Non-ASCII copy: checked in a thread and written after the answer (a light request is written before it).
+        broken = await m.submit(GenerateRequest(product_image=product_b64, text_content="고장 broken", width=256,
                                                 height=256))
         assert broken.status == "pending" and broken.queue_position == 3 and m.running == first.job_id
         # Its images are written after the answer: take their place away before that happens.
@@ -176,6 +177,19 @@ async def test_accepted_behind_a_busy_worker_written_after_the_answer_in_order(
         assert [j.job_id for j in started] == [j.job_id for j in (first, *queued, last)]  # FIFO held
         product = Image.open(m.store.artifact(queued[0].job_id, "product.png"))  # type: ignore[arg-type]
         assert product.size == Image.open(io.BytesIO(base64.b64decode(product_b64))).size
+
+        # A light request's upload is written before the answer; its folder lost after that fails the job when
+        # the worker reads it (its record cannot be written at dispatch either) and the server goes on.
+        blocker = await m.submit(GenerateRequest(product_image=product_b64, text_content="busy", width=1536,
+                                                 height=1536))
+        gone = await m.submit(GenerateRequest(product_image=product_b64, text_content="gone", width=256, height=256))
+        assert gone.status == "pending" and (m.store.job_dir(gone.job_id) / PHOTO_UPLOAD).is_file()
+        shutil.rmtree(m.store.job_dir(gone.job_id))
+        m.store.job_dir(gone.job_id).write_text("not a folder")
+        after = await m.submit(GenerateRequest(product_image=product_b64, text_content="after", width=256, height=256))
+        assert await wait_for_job(m, gone.job_id, timeout=120) == "failed"
+        for job in (blocker, after):
+            assert await wait_for_job(m, job.job_id, timeout=120) == "completed"
 
 
 def test_exif_orientation_is_still_applied(settings: Settings) -> None:
