@@ -64,9 +64,9 @@ class JobContext:
     safe: tuple[int, int] = (0, 0)  # px at the top and bottom kept free of copy (a placement's platform UI)
     results: list[dict[str, Any]] = field(default_factory=list)  # placements/variants jobs (worker/unit_runner.py)
     writes: ArtifactWriter = field(default_factory=ArtifactWriter)  # artifacts, written in the background
-    preview: bool = True  # keep preview.jpg current (a placements job's later units: the contact sheet is theirs)
     # A placements job's later units keep only what is read or checked: their text.png and final.png (moved to
-    # results/); their composite, mask and step 1 pictures are served by nothing and cost an encode each.
+    # results/); their composite, mask and step 1 pictures are served by nothing and cost an encode each, and
+    # they have no preview.jpg (the job's is the first unit's, then the contact sheet).
     keep: frozenset[str] | None = None
 
     @property
@@ -90,7 +90,7 @@ class JobContext:
         self.artifacts.append(name)
 
     def save_preview(self, img: Image.Image) -> None:
-        if self.preview:
+        if self.keep is None:
             self.writes.preview(img, self.job_dir / "preview.jpg")
 
     def write_text(self, name: str, text: str) -> None:

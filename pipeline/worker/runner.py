@@ -125,8 +125,8 @@ class JobRunner:
         self._emit(StageFinished(ctx.job_id, key, time.monotonic() - started, tuple(ctx.artifacts)))
 
     def run_ahead(self, ctx: JobContext, key: str, cancelled: Callable[[], bool]) -> Ran:
-        """Run a stage before its turn, on another thread and silently (a placement's step 1 while the one
-        before it renders its copy); ``report`` tells the server when the plan reaches it."""
+        """Run a stage before its turn, on another thread and silently (a later placement's step 1 while this
+        thread works through the copy stages); ``report`` tells the server when the plan reaches it."""
         spec = registry.STAGES[base_key(key)]
 
         def on_step(fraction: float, sub: str) -> None:

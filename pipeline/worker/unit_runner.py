@@ -109,8 +109,7 @@ class _Units:
             on_step=r.on_step, stop_requested=r.stop_requested, photo=r.photo, cutout=r.cutout,
             cutout_confidence=r.cutout_confidence, warnings=r.warnings, safe=unit.safe,
             writes=r.writes,  # one writer per job: the report waits for every unit's files
-            preview=False,  # the job's preview is the first unit's, then the contact sheet
-            keep=UNIT_FILES,
+            keep=UNIT_FILES,  # no preview either: the job's is the first unit's, then the contact sheet
         )
 
     def master(self, variant: int) -> JobContext:
