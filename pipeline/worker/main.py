@@ -19,7 +19,7 @@ from pipeline.config import Settings
 from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerExiting, WorkerReady, WorkerState
 from pipeline.worker.backends.base import Backend
 from pipeline.worker.backends.draft import DraftBackend
-from pipeline.worker.design.fontembed import warm_default
+from pipeline.worker.design.fontembed import use_disk_cache, warm_default
 from pipeline.worker.design.local_llm import LocalDesigner
 from pipeline.worker.hooks import WorkerHooks, load_hooks
 from pipeline.worker.render.browser import TextRenderer
@@ -116,6 +116,7 @@ class Worker:
             self.renderer.start()  # warm: the first job should not pay for the browser launch
         except Exception as exc:
             log.error("chromium did not start (%s); will retry on first render", exc)
+        use_disk_cache(settings.cache_dir)
         warm_default(settings.fonts_dir)  # the default family's fonts ready to subset fast (a thread)
         self.local = (LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens)
                       if settings.local_llm else None)

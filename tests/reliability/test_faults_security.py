@@ -15,7 +15,7 @@ from mcp import Client
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
 from pipeline.schemas import GenerateRequest
-from tests.helpers import wait_for_job, wait_until
+from tests.helpers import READY_S, wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def _done(m: JobManager, job_id: str) -> str:
 
 async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: str) -> None:
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         first = await m.submit(GenerateRequest(product_image=product_b64, text_content="before"))
         assert await _done(m, first.job_id) == "completed"
         pids = _chromium_pids(m.worker.handle.pid)
@@ -49,7 +49,7 @@ async def test_chromium_killed_is_relaunched(settings: Settings, product_b64: st
 async def test_chromium_killed_mid_render_is_relaunched(tmp_path, product_b64: str) -> None:
     settings = Settings(data_dir=tmp_path / "d", worker_hooks="tests.faults:chromium@render")
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         job = await m.submit(GenerateRequest(product_image=product_b64, text_content="mid-render"))
         assert await _done(m, job.job_id) == "completed"
         assert m.resources().models["renderer_launches"] == 2  # the killed browser was replaced once

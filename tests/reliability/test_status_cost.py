@@ -33,7 +33,7 @@ from pipeline.jobs import JobManager
 from pipeline.jobs.store import JobStore
 from pipeline.schemas import GenerateRequest, ResourcesResponse, StatusResponse
 from tests.conftest import png_b64
-from tests.helpers import wait_for_job, wait_until
+from tests.helpers import READY_S, wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +149,7 @@ async def test_accepted_behind_a_busy_worker_written_after_the_answer_in_order(
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", stop_grace_s=3.0)
     async with JobManager(settings) as m:
-        assert await m.wait_ready()
+        assert await m.wait_ready(READY_S)
         # A large first job keeps the worker busy while the others are accepted.
         first = await m.submit(GenerateRequest(product_image=product_b64, text_content="one", seed=1, width=2048,
                                                height=2048))

@@ -11,20 +11,26 @@ of the stack (``FontCatalog.font_stack``: a CJK, Arabic... font that draws them,
 Subsetting starts from a per-process copy of each face already cut down to what it draws
 (``_drawable``): most of the cost of subsetting is parsing the ~18,000 glyphs and cmap entries of
 a CJK face, most of them blank ideographs, and the result is byte for byte the same. ``warm``
-builds those copies in a thread when the worker starts.
+builds those copies in a thread when the worker starts. Building one costs seconds of CPU, so each
+copy is also kept on disk (``use_disk_cache``, the worker's ``ADGEN_CACHE_DIR``): a restarted worker
+reads it back in milliseconds.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+import fontTools
 from fontTools import subset
 from fontTools.ttLib import TTFont
 
@@ -54,6 +60,63 @@ _drawable_lock = threading.Lock()  # held while a copy is built (a second or thr
 _drawable_fonts: dict[str, bytes] = {}
 _warming_lock = threading.Lock()  # never held for long: a job only checks and moves on
 _warming: set[str] = set()  # faces whose drawable copy is built or being built
+_disk_cache: Path | None = None  # where built copies are kept between worker starts (None: not kept)
+# Part of every cache key: change it whenever what ``_build_drawable`` makes changes.
+_DRAWABLE_FORMAT = "drawable-1"
+
+
+def use_disk_cache(folder: Path | None) -> None:
+    """Keep drawable copies under ``folder``/fonts (the worker calls this once at start)."""
+    global _disk_cache
+    _disk_cache = folder / "fonts" if folder is not None else None
+
+
+def _cache_file(path: str) -> Path | None:
+    """The copy's file: named for the face file's path, size and time and the fontTools that built it."""
+    if _disk_cache is None:
+        return None
+    st = os.stat(path)
+    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{fontTools.version}|{_DRAWABLE_FORMAT}"
+    return _disk_cache / f"{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bin"
+
+
+def _read_cached(file: Path) -> bytes | None:
+    """The copy if the file is whole: it ends with the SHA-256 of what precedes it."""
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logging.getLogger(__name__).warning("font cache %s unreadable (%s); rebuilding it", file, exc)
+        return None
+    data, digest = raw[:-32], raw[-32:]
+    if len(raw) <= 32 or hashlib.sha256(data).digest() != digest:
+        logging.getLogger(__name__).warning("font cache %s damaged; rebuilding it", file)
+        return None
+    return data
+
+
+def _write_cached(file: Path, data: bytes) -> None:
+    """Atomically (two workers may build the same face at once); a read-only cache only costs time."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".part-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data + hashlib.sha256(data).digest())
+        os.replace(tmp, file)
+    except OSError as exc:
+        logging.getLogger(__name__).info("font cache not written (%s)", exc)
+
+
+def _build_drawable(path: str) -> bytes:
+    font, reader = TTFont(path, recalcTimestamp=False), face(path)
+    drawn = [cp for cp in font.getBestCmap() if reader is not None and reader.draws(chr(cp))]
+    subsetter = subset.Subsetter(_DRAWABLE_OPTIONS)
+    subsetter.populate(unicodes=drawn)
+    subsetter.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    return buf.getvalue()
 
 
 def _drawable(path: str) -> bytes:
@@ -61,14 +124,13 @@ def _drawable(path: str) -> bytes:
     ``embeddable_chars`` can ever ask of it, so a subset of this is the subset of the file."""
     with _drawable_lock:  # one build per face, whether the warm-up thread or a job asks first
         if path not in _drawable_fonts:
-            font, reader = TTFont(path, recalcTimestamp=False), face(path)
-            drawn = [cp for cp in font.getBestCmap() if reader is not None and reader.draws(chr(cp))]
-            subsetter = subset.Subsetter(_DRAWABLE_OPTIONS)
-            subsetter.populate(unicodes=drawn)
-            subsetter.subset(font)
-            buf = io.BytesIO()
-            font.save(buf)
-            _drawable_fonts[path] = buf.getvalue()
+            file = _cache_file(path)
+            data = _read_cached(file) if file is not None else None
+            if data is None:
+                data = _build_drawable(path)
+                if file is not None:
+                    _write_cached(file, data)
+            _drawable_fonts[path] = data
         return _drawable_fonts[path]
 
 

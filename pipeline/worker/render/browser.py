@@ -62,6 +62,9 @@ class NavigationRefused(RenderError):
     pass
 
 
+LAUNCH_TIMEOUT_MS = 90_000
+
+
 class TextRenderer:
     """Owns a Playwright driver, one browser and one locked-down page; restarts them on failure."""
 
@@ -91,8 +94,11 @@ class TextRenderer:
         if self._pw is None:
             self._pw = sync_playwright().start()
         env = dict(os.environ, FONTCONFIG_FILE=str(fontconfig_file(self.fonts_dir, self.system_fonts)))
+        # A launch is ~0.5 s when quiet but has taken over 30 s on a loaded 2-core machine; a render's own
+        # timeout is no measure of it.
         self._browser = self._pw.chromium.launch(
-            executable_path=self.chromium_path, args=CHROMIUM_FLAGS, env=env, timeout=self.timeout_ms * 2
+            executable_path=self.chromium_path, args=CHROMIUM_FLAGS, env=env,
+            timeout=max(self.timeout_ms * 2, LAUNCH_TIMEOUT_MS),
         )
         self.launches += 1
         self._context = None
