@@ -31,7 +31,11 @@ log = logging.getLogger("adgen.supervisor")
 WORKER_NICE = 10
 
 
-def _worker_entry(*args: object) -> None:
+def _worker_entry(env: dict[str, str], *args: object) -> None:
+    # A worker forked from the forkserver has the environment the forkserver started with: take the server's
+    # as it is now, as a spawned worker would.
+    os.environ.clear()
+    os.environ.update(env)
     with contextlib.suppress(OSError):  # not permitted here: run at the server's priority
         os.nice(WORKER_NICE)
     # Imported in the child only: the server process never loads the worker side (cv2, stages, torch).
@@ -40,17 +44,37 @@ def _worker_entry(*args: object) -> None:
     worker_main(*args)  # type: ignore[arg-type]
 
 
+def worker_context(settings: Settings) -> Any:
+    """How worker processes start: forked from a forkserver that has imported the worker side once.
+
+    A spawned worker paid its imports at every start (~1 s for the draft backend, ~10 s of CPU for torch,
+    diffusers and transformers); forked, a restart after a crash is ready in about a second. The forkserver
+    is a clean single-threaded process (it never touches CUDA), started at the first worker; it imports the
+    model libraries only when the configured backend may need them. Spawn where there is no forkserver.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    preload = ["pipeline.worker.preload"]
+    if settings.backend != "draft":
+        preload.append("pipeline.worker.models.preload")
+    # Takes effect when the forkserver (re)starts: the first worker of this process sets what it holds.
+    ctx.set_forkserver_preload(preload)
+    return ctx
+
+
 class WorkerHandle:
     """One incarnation of the worker process with its own queues (never reused after a crash)."""
 
     def __init__(self, settings: Settings) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = worker_context(settings)
         self.commands: mp.Queue = ctx.Queue()
         self.events: mp.Queue = ctx.Queue()
         # A bytes buffer shared with the worker: the id of the job asked to stop ('' = none).
         self.stop_flag: Any = ctx.Array(ctypes.c_char, 64, lock=False)
         self.process = ctx.Process(
-            target=_worker_entry, args=(settings, self.commands, self.events, self.stop_flag),
+            target=_worker_entry,
+            args=(dict(os.environ), settings, self.commands, self.events, self.stop_flag, os.getpid()),
             name="adgen-worker", daemon=True,
         )
         self.process.start()

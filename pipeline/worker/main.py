@@ -1,8 +1,9 @@
 """The worker process: the only owner of models, GPU memory and the warm browser.
 
-It is started once by the server's supervisor (multiprocessing, spawn) and runs jobs one at
-a time from a command queue, reporting events on another. It exits when told to, or when
-its parent disappears, so a killed server never leaves it behind.
+It is started by the server's supervisor (multiprocessing: forked from a forkserver that holds
+the worker side's imports, see ``pipeline/jobs/supervisor.py``) and runs jobs one at a time from
+a command queue, reporting events on another. It exits when told to, or when the server
+disappears, so a killed server never leaves it behind.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import signal
 import sys
 from multiprocessing.sharedctypes import SynchronizedString
@@ -102,12 +104,45 @@ class BackendRegistry:
             self._warm = False
 
 
+class ServerWatch:
+    """Whether the server that started this worker is gone.
+
+    Not the parent: a forked worker's parent is the forkserver, which lives on as long as any worker it
+    forked does. The server's pid is watched through a pidfd (no pid-reuse race) where Linux has them.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd: int | None = None
+        self._gone = False
+        try:
+            self._fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._gone = True  # died before we started
+        except (AttributeError, OSError):
+            pass  # no pidfds here: signal 0 stands in
+
+    def gone(self) -> bool:
+        if not self._gone:
+            if self._fd is not None:
+                self._gone = bool(select.select([self._fd], [], [], 0)[0])  # readable once it has exited
+            else:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    self._gone = True
+                except PermissionError:
+                    pass
+        return self._gone
+
+
 class Worker:
     """One worker process's life: set up once, then run commands until told to stop or orphaned."""
 
-    def __init__(self, settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
+    def __init__(self, settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString,
+                 server_pid: int) -> None:
         self.commands, self.events, self.stop_flag = commands, events, stop_flag
-        self.parent = os.getppid()
+        self.server = ServerWatch(server_pid)
         hooks = load_hooks(settings.worker_hooks)
         self.backends = BackendRegistry(settings, hooks)
         self.renderer = TextRenderer(settings.chromium_path, settings.fonts_dir, settings.render_timeout_s,
@@ -128,7 +163,7 @@ class Worker:
         self.events.put(event)
 
     def orphaned(self) -> bool:
-        return os.getppid() != self.parent
+        return self.server.gone()
 
     def stop_requested(self, job_id: str) -> bool:
         # A vanished server also stops the job at its next safe point (then the loop exits).
@@ -195,7 +230,8 @@ class Worker:
             self.renderer.close()
 
 
-def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString) -> None:
+def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString,
+                server_pid: int) -> None:
     """The worker process's entry point (spawned by the server's supervisor)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s"
@@ -203,4 +239,4 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     os.setpgid(0, 0)  # lead a process group, so the server can reap the browser with us
     os.dup2(2, 1)  # stdout may be the MCP stdio transport: nothing here may write to it
-    Worker(settings, commands, events, stop_flag).serve()
+    Worker(settings, commands, events, stop_flag, server_pid).serve()
