@@ -57,7 +57,7 @@ def build_flux2_klein(out: Path, seed: int = 0) -> Path:
     )
     vae = AutoencoderKLFlux2(
         sample_size=64, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(4, 4, 4, 4), layers_per_block=1,
         latent_channels=LATENT, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False,
         mid_block_add_attention=False,
     )

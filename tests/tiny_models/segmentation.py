@@ -49,8 +49,8 @@ def build_vitmatte(out: Path, seed: int = 0) -> Path:
         pretrain_image_size=64, patch_size=16, out_features=["stage2"], window_block_indices=[0], window_size=2,
         use_relative_position_embeddings=True,
     )
-    config = VitMatteConfig(backbone_config=backbone, hidden_size=32, convstream_hidden_sizes=[8, 8, 16],
-                            fusion_hidden_sizes=[16, 8, 8, 8])
+    config = VitMatteConfig(backbone_config=backbone, hidden_size=32, convstream_hidden_sizes=[4, 4, 8],
+                            fusion_hidden_sizes=[8, 4, 4, 4])
     VitMatteForImageMatting(config).save_pretrained(out)
     VitMatteImageProcessor().save_pretrained(out)
     return out
