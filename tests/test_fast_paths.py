@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from fontTools.ttLib import TTFont
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.config import BUNDLED_FONTS_DIR
 from pipeline.fonts import embeddable_chars
@@ -23,11 +23,12 @@ from pipeline.worker.deliver import deliver
 from pipeline.worker.design import fontembed
 from pipeline.worker.provenance import PNG_KEY, read_png, write_png
 from pipeline.worker.stages.background import generate_draft
+from pipeline.worker.stages import contrast
 from pipeline.worker.stages.colour import ciede2000, lab_to_srgb, srgb_to_lab
 from pipeline.worker.stages.composite import _blur_near, composite
 from pipeline.worker.stages.fidelity import measure, product_core, restore
 from pipeline.worker.stages.refine import harmonise
-from tests.conftest import synthetic_product
+from tests.conftest import EXAMPLE, synthetic_product
 
 
 # ---- colour maths --------------------------------------------------------------------------
@@ -119,6 +120,33 @@ def test_composite_changes_only_the_product_and_its_shadow(placed_scene: tuple[I
     assert floor.sum() > 500 and (out[floor] <= scene[floor]).all()  # the shadow only darkens the floor ...
     top = np.flatnonzero((mask > 0).any(axis=1))[0]
     assert not changed[:top].any()  # ... and the scene above the product is the scene, bit for bit
+
+
+# ---- contrast: measured on the copy's surroundings only -------------------------------------
+@pytest.mark.parametrize("where", ["middle", "corner"])
+def test_contrast_measured_around_the_copy_is_the_whole_page_s(where: str) -> None:
+    """measure_page composites and measures only the copy's surroundings; every line's box, ratio and
+    threshold must be what measuring the whole story-size canvas gives (a corner: rings cut by the canvas)."""
+    step1 = Image.open(EXAMPLE).convert("RGB").resize((1080, 1920))
+    font = ImageFont.truetype(str(BUNDLED_FONTS_DIR / "NanumSquareB.ttf"), 64)
+    small = ImageFont.truetype(str(BUNDLED_FONTS_DIR / "NanumSquareR.ttf"), 28)
+    layer = Image.new("RGBA", step1.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    x, y = (300, 900) if where == "middle" else (2, 2)
+    draw.rectangle((x, y + 150, x + 260, y + 215), fill=(20, 90, 200, 230))  # a button behind one line
+    draw.text((x, y), "Summer Sale", font=font, fill=(250, 250, 250, 255))
+    draw.text((x, y + 90), "Hydrating serum, all day", font=small, fill=(40, 40, 40, 255))
+    draw.text((x + 20, y + 165), "Shop now", font=small, fill=(255, 255, 255, 255))
+
+    def render(html: str, clip: tuple[int, int, int, int] | None) -> Image.Image:  # the glyph-only page
+        out = Image.new("RGBA", layer.size, (0, 0, 0, 0))
+        assert clip is not None
+        out.paste(layer.crop(clip), clip[:2])
+        return out
+
+    whole = contrast.measure(Image.alpha_composite(step1.convert("RGBA"), layer).convert("RGB"), layer)
+    assert len(whole.lines) >= 3 and any(line.required == 4.5 for line in whole.lines)
+    assert contrast.measure_page("<p>x</p>", render, step1, layer) == whole
 
 
 # ---- fonts: subsets from the per-process drawable copy --------------------------------------

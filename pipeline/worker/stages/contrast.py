@@ -158,13 +158,24 @@ def _colour_groups(text_l: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def measure(final_rgb: Image.Image, glyph_layer: Image.Image) -> Contrast:
+# How far beyond the glyphs ``measure`` looks: the widest ring (10 px) plus the glyphs' halo (2 px), rounded up.
+MEASURE_PAD = 16
+
+
+def measure(final_rgb: Image.Image, glyph_layer: Image.Image, canvas: tuple[int, int] | None = None,
+            offset: tuple[int, int] = (0, 0)) -> Contrast:
     """Contrast of every line of copy: the glyphs' cores against the pixels right around them (a ring a tenth of
-    the line's height wide, 3-10 px, other glyphs excluded), in the final picture."""
+    the line's height wide, 3-10 px, other glyphs excluded), in the final picture.
+
+    The images may be a part of the picture (``measure_page`` passes the copy's surroundings only): ``offset``
+    is where that part lies on the ``canvas`` (whose size sets the WCAG threshold for large text). The part
+    must reach ``MEASURE_PAD`` px beyond the glyphs wherever it does not reach the canvas's edge."""
     rgb = np.asarray(final_rgb.convert("RGB"))
     alpha = np.asarray(glyph_layer.getchannel("A"))
     glyphs = alpha >= 128
     H, W = glyphs.shape
+    canvas_w, canvas_h = canvas or (W, H)
+    ox, oy = offset
     lum = luminance(rgb)
     kernel = np.ones((3, 3), np.uint8)
     opaque = alpha >= 230
@@ -189,7 +200,8 @@ def measure(final_rgb: Image.Image, glyph_layer: Image.Image) -> Contrast:
             near = cv2.dilate(mask, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)) > 0
             text_l = float(np.median(lum[sub][ys[group], xs[group]]))
             r = ratio(text_l, worst_background(text_l, lum[sub][near & ~halo[sub]]))
-            out.append(LineContrast((x0, y0, x1, y1), round(r, 2), threshold(h / INK_TO_EM, (W, H))))
+            out.append(LineContrast((x0 + ox, y0 + oy, x1 + ox, y1 + oy), round(r, 2),
+                                    threshold(h / INK_TO_EM, (canvas_w, canvas_h))))
     return Contrast(tuple(out))
 
 
@@ -283,14 +295,19 @@ def measure_page(html: str, render: Renderer, step1: Image.Image, layer: Image.I
     ink = layer.getchannel("A").getbbox()  # on the page, before any resize
     if ink is None:  # nothing drawn: no copy to measure
         return Contrast(())
-    base = step1.convert("RGBA")
-    if layer.size != base.size:
-        layer = layer.resize(base.size, Image.Resampling.LANCZOS)
-    final = Image.alpha_composite(base, layer).convert("RGB")
     # The glyph-only page changes colours, never positions: its ink lies inside the layer's, so only that
     # part is captured (a 1080x1920 capture is most of a render's time; the copy is a small part of it).
     pad = 2
     glyphs = render(glyph_only(html), (ink[0] - pad, ink[1] - pad, ink[2] + pad, ink[3] + pad))
-    if glyphs.size != base.size:
-        glyphs = glyphs.resize(base.size, Image.Resampling.LANCZOS)
-    return measure(final, glyphs)
+    if layer.size != step1.size:
+        layer = layer.resize(step1.size, Image.Resampling.LANCZOS)
+    if glyphs.size != step1.size:
+        glyphs = glyphs.resize(step1.size, Image.Resampling.LANCZOS)
+        ink = glyphs.getchannel("A").getbbox() or ink
+    # Only the copy's surroundings are composited and measured: the rest of a story-size canvas is ~2 MP of
+    # pixels that no line's ring reaches.
+    w, h = step1.size
+    box = (max(0, ink[0] - MEASURE_PAD), max(0, ink[1] - MEASURE_PAD),
+           min(w, ink[2] + MEASURE_PAD), min(h, ink[3] + MEASURE_PAD))
+    final = Image.alpha_composite(step1.crop(box).convert("RGBA"), layer.crop(box)).convert("RGB")
+    return measure(final, glyphs.crop(box), canvas=(w, h), offset=box[:2])
