@@ -155,13 +155,17 @@ def _box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
+AHEAD_THREADS = 2  # later units' step 1 at once: numpy and OpenCV release the GIL, and the main thread often waits
+
+
 class _Ahead:
-    """Stages run ahead of their turn on one extra thread, reported when the plan reaches them."""
+    """Stages run ahead of their turn on extra threads (one unit's stages in order on one thread), reported
+    when the plan reaches them."""
 
     def __init__(self, runner: StageRunner, plan: tuple[str, ...], state: _Units, by_name: dict[str, Unit]) -> None:
         self.runner, self.plan, self.state, self.by_name = runner, plan, state, by_name
         self.enabled = bool(getattr(state.root.backend, "overlap", False))
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ahead")
+        self.pool = ThreadPoolExecutor(AHEAD_THREADS, thread_name_prefix="ahead")
         self.futures: dict[str, Future[Ran]] = {}
         self.cancelled = threading.Event()
 
@@ -173,12 +177,27 @@ class _Ahead:
 
     def after(self, at: int) -> None:
         """Plan item ``at`` just ran: at the end of a unit's step 1, every later unit of its variant queues its
-        step 1 on the second thread (one after another), while this thread works through the copy stages."""
+        step 1 (a chain: composite, then refine) for the ahead threads, while this thread works through the copy
+        stages."""
         here, after = base_key(self.plan[at]), self.plan[at + 1] if at + 1 < len(self.plan) else None
         if self.enabled and _is_step1(here) and (after is None or not _is_step1(base_key(after))):
+            chains: dict[int, list[tuple[str, JobContext]]] = {}  # one chain per unit: its stages depend in turn
             for key, ctx in _later_step1(self.state, self.plan, at + 1, self.by_name):
                 if key not in self.futures:
-                    self.futures[key] = self.pool.submit(self.runner.run_ahead, ctx, key, self.cancelled.is_set)
+                    chains.setdefault(id(ctx), []).append((key, ctx))
+            for chain in chains.values():
+                futures = [Future[Ran]() for _ in chain]
+                self.futures.update({key: f for (key, _), f in zip(chain, futures, strict=True)})
+                self.pool.submit(self._run_chain, chain, futures)
+
+    def _run_chain(self, chain: list[tuple[str, JobContext]], futures: list[Future[Ran]]) -> None:
+        for i, ((key, ctx), future) in enumerate(zip(chain, futures, strict=True)):
+            try:
+                future.set_result(self.runner.run_ahead(ctx, key, self.cancelled.is_set))
+            except BaseException as exc:  # this stage failed: the unit's later ones cannot run
+                for rest in futures[i:]:
+                    rest.set_exception(exc)
+                return
 
     def close(self) -> None:
         self.cancelled.set()  # a failed or stopped job: a stage running ahead stops at its next step
@@ -188,9 +207,9 @@ class _Ahead:
 def run_units(root: JobContext, runner: StageRunner, svc: Services) -> None:
     """Run the whole plan of a placements/variants job; results are added to ``root.results``.
 
-    On a backend that allows it (``overlap``), a placement's step 1 (composite, refine) runs on a second
-    thread while the placement before it designs, renders and finishes its copy: Chromium's work and
-    the next product's numpy work then share the two cores instead of taking turns. Each stage is
+    On a backend that allows it (``overlap``), the later placements' step 1 (composite, refine) runs on two
+    more threads while the placement before them designs, renders and finishes its copy: Chromium's work and
+    the next products' numpy work then share the cores instead of taking turns. Each stage is
     still reported in plan order, with the time it took."""
     units = units_of(root.request)
     by_name = {u.name: u for u in units}
