@@ -176,11 +176,12 @@ class _Ahead:
             self.runner.run_stage(ctx, key)
 
     def after(self, at: int) -> None:
-        """Plan item ``at`` just ran: at the end of a unit's step 1, every later unit of its variant queues its
-        step 1 (a chain: composite, then refine) for the ahead threads, while this thread works through the copy
-        stages."""
+        """Plan item ``at`` just ran: once a variant's scene exists (and again at the end of a unit's step 1),
+        every unit of that variant still to come queues its step 1 (a chain: composite, then refine) for the
+        ahead threads, while this thread works through the copy stages as their step 1 arrives."""
         here, after = base_key(self.plan[at]), self.plan[at + 1] if at + 1 < len(self.plan) else None
-        if self.enabled and _is_step1(here) and (after is None or not _is_step1(base_key(after))):
+        step1_done = _is_step1(here) and (after is None or not _is_step1(base_key(after)))
+        if self.enabled and (here in VARIANT_STAGES or step1_done):
             chains: dict[int, list[tuple[str, JobContext]]] = {}  # one chain per unit: its stages depend in turn
             for key, ctx in _later_step1(self.state, self.plan, at + 1, self.by_name):
                 if key not in self.futures:
@@ -228,6 +229,7 @@ def run_units(root: JobContext, runner: StageRunner, svc: Services) -> None:
                 continue
             if base in VARIANT_STAGES:
                 runner.run_stage(state.master(int(tag[1:]) if tag else 1), key)
+                ahead.after(i)  # the scene is there: every unit of this variant may start its step 1
                 continue
             unit = by_name[tag] if tag else units[0]
             ctx = state.unit(unit)
