@@ -253,15 +253,17 @@ def _is_step1(base: str) -> bool:
 
 def _later_step1(state: _Units, plan: tuple[str, ...], at: int, by_name: dict[str, Unit]
                  ) -> list[tuple[str, JobContext]]:
-    """The step 1 keys of every later unit of this variant (from plan item ``at`` on), if they may run now:
-    their scene must exist (the next variant's units wait for its scene, which runs in turn)."""
+    """The step 1 keys of every later unit of this variant (from plan item ``at`` on), and the analysis of its
+    step 1 that follows them, if they may run now: their scene must exist (the next variant's units wait for its
+    scene, which runs in turn). The copy stages after them stay on the main thread (one browser page)."""
     found: list[tuple[str, JobContext]] = []
     for key in plan[at:]:
         base = base_key(key)
         if base in SHARED_STAGES or base in VARIANT_STAGES:
             break  # the next variant's scene: its units go ahead once it has run
         tag = tag_of(key)
-        if not _is_step1(base) or tag is None or by_name[tag].variant not in state.masters:
+        if not (_is_step1(base) or base == registry.ANALYZE.key) or tag is None \
+                or by_name[tag].variant not in state.masters:
             continue
         found.append((key, state.unit(by_name[tag])))
     return found
