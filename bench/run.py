@@ -359,9 +359,10 @@ def _placements_section(p: dict) -> list[str]:
         "## Placements", "",
         f"Draft backend, one worker, submit to completed, median of {len(p['together'])} alternating rounds "
         f"(1-minute load {p['load']:.1f}). Copy: headline, subline and call to action. One job with placements "
-        f"{', '.join(PLACEMENT_SET)} shares the cut-out and one scene (cropped per placement) and runs each "
-        "placement's step 1 beside the copy stages of the one before it (worker/unit_runner.py); 4 jobs of one "
-        "placement each run everything 4 times, one stage after another.", "",
+        f"{', '.join(PLACEMENT_SET)} shares the cut-out and one scene (cropped per placement); once the scene "
+        "exists, every placement's step 1 (composite, refine) and its analysis run on two ahead threads while the "
+        "main thread designs, renders and finishes each placement's copy as they arrive (worker/unit_runner.py); 4 jobs "
+        "of one placement each run everything 4 times, one stage after another.", "",
         "| run | median | ratio |", "| --- | --- | --- |",
         f"| 4 placements, one job | {t:.2f} s | 1.00x |",
         f"| the same 4 placements as 4 jobs | {a:.2f} s | {a / t:.2f}x (one job is faster by this) |",
@@ -369,9 +370,11 @@ def _placements_section(p: dict) -> list[str]:
         "one (issue 13's target: < 2.5x) |", "",
         "Only the cut-out and the scene are shared: each placement's product is placed, refined and its copy laid "
         "out, rendered and measured for contrast again (the layout planner places product and copy together per "
-        "canvas), and that is most of a draft job's CPU. With both cores busy (Chromium, the refinement running "
-        "ahead, the PNG writer) the overlap saves little on this machine; what made the job faster is less work "
-        "per placement (no browser context per size, clipped contrast captures, encodes off the critical path).", "",
+        "canvas), and that is most of a draft job's CPU, so the job is CPU-bound on 2 cores (Chromium, the "
+        "refinements running ahead, the PNG writer). What made it faster: less work per placement (no browser "
+        "context per size, contrast captured and measured around the copy only, encodes off the critical path) "
+        "and no idle main thread (step 1 of every placement started as soon as the scene exists, two at a "
+        "time).", "",
     ]
 
 
