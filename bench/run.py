@@ -361,8 +361,8 @@ def _placements_section(p: dict) -> list[str]:
         f"(1-minute load {p['load']:.1f}). Copy: headline, subline and call to action. One job with placements "
         f"{', '.join(PLACEMENT_SET)} shares the cut-out and one scene (cropped per placement); once the scene "
         "exists, every placement's step 1 (composite, refine) and its analysis run on two ahead threads while the "
-        "main thread designs, renders and finishes each placement's copy as they arrive (worker/unit_runner.py); 4 jobs "
-        "of one placement each run everything 4 times, one stage after another.", "",
+        "main thread designs, renders and finishes each placement's copy as they arrive (worker/unit_runner.py); "
+        "4 jobs of one placement each run everything 4 times, one stage after another.", "",
         "| run | median | ratio |", "| --- | --- | --- |",
         f"| 4 placements, one job | {t:.2f} s | 1.00x |",
         f"| the same 4 placements as 4 jobs | {a:.2f} s | {a / t:.2f}x (one job is faster by this) |",

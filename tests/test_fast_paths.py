@@ -22,8 +22,8 @@ from pipeline.worker.artifacts import ArtifactWriter
 from pipeline.worker.deliver import deliver
 from pipeline.worker.design import fontembed
 from pipeline.worker.provenance import PNG_KEY, read_png, write_png
-from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages import contrast
+from pipeline.worker.stages.background import generate_draft
 from pipeline.worker.stages.colour import ciede2000, lab_to_srgb, srgb_to_lab
 from pipeline.worker.stages.composite import _blur_near, composite
 from pipeline.worker.stages.fidelity import measure, product_core, restore
