@@ -108,15 +108,20 @@ def _write_cached(file: Path, data: bytes) -> None:
         logging.getLogger(__name__).info("font cache not written (%s)", exc)
 
 
-def _build_drawable(path: str) -> bytes:
-    font, reader = TTFont(path, recalcTimestamp=False), face(path)
-    drawn = [cp for cp in font.getBestCmap() if reader is not None and reader.draws(chr(cp))]
-    subsetter = subset.Subsetter(_DRAWABLE_OPTIONS)
-    subsetter.populate(unicodes=drawn)
+def _cut(font: TTFont, options: subset.Options, **chars: object) -> bytes:
+    """The font's file cut down to ``chars`` (``text=`` or ``unicodes=``, as the subsetter takes them)."""
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(**chars)
     subsetter.subset(font)
     buf = io.BytesIO()
     font.save(buf)
     return buf.getvalue()
+
+
+def _build_drawable(path: str) -> bytes:
+    font, reader = TTFont(path, recalcTimestamp=False), face(path)
+    drawn = [cp for cp in font.getBestCmap() if reader is not None and reader.draws(chr(cp))]
+    return _cut(font, _DRAWABLE_OPTIONS, unicodes=drawn)
 
 
 def _drawable(path: str) -> bytes:
@@ -172,13 +177,7 @@ def _source(path: str) -> str | io.BytesIO:
 def _subset(path: str, chars: str, from_file: bool = False) -> bytes:
     """``chars`` of the face (``from_file``: straight from the file, the slow way the tests compare with)."""
     # The file's own timestamp, not the time of the job: the same copy gives the same bytes.
-    font = TTFont(path if from_file else _source(path), recalcTimestamp=False)
-    subsetter = subset.Subsetter(_SUBSET_OPTIONS)
-    subsetter.populate(text=chars)
-    subsetter.subset(font)
-    buf = io.BytesIO()
-    font.save(buf)
-    return buf.getvalue()
+    return _cut(TTFont(path if from_file else _source(path), recalcTimestamp=False), _SUBSET_OPTIONS, text=chars)
 
 
 def bundled_faces(fonts_dir: Path) -> dict[str, list[str]]:
