@@ -232,7 +232,7 @@ class Worker:
 
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString,
                 server_pid: int) -> None:
-    """The worker process's entry point (spawned by the server's supervisor)."""
+    """The worker process's entry point (started by the server's supervisor)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s"
     )

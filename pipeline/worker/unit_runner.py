@@ -155,7 +155,7 @@ def _box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-AHEAD_THREADS = 2  # later units' step 1 at once: numpy and OpenCV release the GIL, and the main thread often waits
+AHEAD_THREADS = 2  # units' step 1 two at a time: numpy and OpenCV release the GIL, and the main thread often waits
 
 
 class _Ahead:
@@ -208,10 +208,10 @@ class _Ahead:
 def run_units(root: JobContext, runner: StageRunner, svc: Services) -> None:
     """Run the whole plan of a placements/variants job; results are added to ``root.results``.
 
-    On a backend that allows it (``overlap``), the later placements' step 1 (composite, refine) runs on two
-    more threads while the placement before them designs, renders and finishes its copy: Chromium's work and
-    the next products' numpy work then share the cores instead of taking turns. Each stage is
-    still reported in plan order, with the time it took."""
+    On a backend that allows it (``overlap``), every placement's step 1 (composite, refine) and analysis run on
+    two more threads from the moment its variant's scene exists, while this thread designs, renders and
+    finishes each placement's copy as they arrive: Chromium's work and the products' numpy work then share the
+    cores instead of taking turns. Each stage is still reported in plan order, with the time it took."""
     units = units_of(root.request)
     by_name = {u.name: u for u in units}
     plan = unit_plan(root)
