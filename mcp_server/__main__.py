@@ -12,6 +12,7 @@ import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_server.accept_clock import ClockMiddleware
+from mcp_server.quiet_replies import quiet_replies
 from mcp_server.security import GuardMiddleware, local_host_patterns
 from mcp_server.server import build_server
 from pipeline.config import Settings
@@ -63,6 +64,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             app = server.sse_app(host=args.host, transport_security=security)
         else:
             app = server.streamable_http_app(host=args.host, transport_security=security)
+            quiet_replies(server)  # a request that streams nothing is answered as JSON (mcp_server/quiet_replies.py)
         guarded = GuardMiddleware(ClockMiddleware(app), settings.token, security.allowed_hosts if security else None)
         log.info("serving %s on http://%s:%d%s", args.transport, args.host, args.port,
                  " (bearer token required)" if settings.token else "")

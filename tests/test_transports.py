@@ -13,6 +13,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from tests.conftest import REPO
+from tests.test_quiet_replies import call, open_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -54,6 +55,11 @@ async def test_streamable_http_and_rest(http_server_factory, product_b64: str) -
     async with Client(f"{srv.base}/mcp", mode="legacy") as client:
         st = await _run_job(client, product_b64, "streamable HTTP")
     async with httpx.AsyncClient(base_url=srv.base) as http:
+        # A poll streams nothing: answered as one JSON body, not an SSE stream (mcp_server/quiet_replies.py).
+        session = await open_session(http, f"{srv.base}/mcp")
+        r = await http.post("/mcp", json=call(1, "get_status", {"job_id": st["job_id"]}), headers=session)
+        assert r.headers["content-type"] == "application/json", r.headers
+        assert r.json()["result"]["structuredContent"]["status"] == "completed"
         health = (await http.get("/health")).json()
         assert health["worker_alive"] and health["gpu_available"] is False
         rest = (await http.get(f"/status/{st['job_id']}")).json()
