@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -51,6 +53,51 @@ async def test_sigkill_worker_mid_job_fails_it_fast_and_next_job_runs(settings: 
         nxt = await m.submit(_req(product_b64, "after the crash"))
         assert await wait_for_job(m, nxt.job_id, {"completed", "failed"}) == "completed"
         assert m.worker.handle.pid != old_pid and m.worker.restarts == 1
+
+
+def _descendants(pid: int) -> list[int]:
+    """A process and all its live descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(p := todo.pop())
+        todo += children.get(p, [])
+    return found
+
+
+def _thread_nice(pids: list[int]) -> dict[str, int]:
+    """The nice value of every thread of these processes, by thread id (from /proc)."""
+    nice = {}
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):
+                nice[stat.parent.name] = int(stat.read_text().rsplit(")", 1)[1].split()[16])
+    return nice
+
+
+async def test_worker_and_its_browser_yield_the_cores_to_the_server(settings: Settings, product_b64: str) -> None:
+    """The worker and the Chromium it starts run ``worker_nice`` below the server, so polls and accepts go first
+    while a job runs (docs/benchmarks.md, get_status under load)."""
+    assert settings.worker_nice == 10
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    async with JobManager(settings) as m:
+        assert await m.wait_ready(READY_S)
+        job = await m.submit(_req(product_b64))
+        assert await wait_for_job(m, job.job_id, {"completed", "failed"}) == "completed"  # the browser is up
+        group = _descendants(m.worker.handle.pid)
+        assert len(group) > 3, group  # the worker and Chromium's processes
+        nice = _thread_nice(group)  # every thread's: Chromium sets some of its threads' priority itself
+        assert len(nice) > len(group) and set(nice.values()) == {min(19, own + 10)}, nice
+    async with JobManager(settings.model_copy(update={"worker_nice": 0})) as m:
+        assert await m.wait_ready(READY_S)
+        assert os.getpriority(os.PRIO_PROCESS, m.worker.handle.pid) == own
 
 
 async def test_stop_past_grace_period_terminates_worker(tmp_path, product_b64: str) -> None:

@@ -25,19 +25,11 @@ from pipeline.messages import Command, Event, Shutdown, WorkerReady, WorkerState
 log = logging.getLogger("adgen.supervisor")
 
 
-# The worker (and the Chromium it starts) runs at a lower CPU priority than the server: on a machine
-# with few cores a CPU-bound job would otherwise slow every status poll and job submission it shares
-# the cores with. It still gets every cycle the server leaves idle.
-WORKER_NICE = 10
-
-
 def _worker_entry(env: dict[str, str], *args: object) -> None:
     # A worker forked from the forkserver has the environment the forkserver started with: take the server's
     # as it is now, as a spawned worker would.
     os.environ.clear()
     os.environ.update(env)
-    with contextlib.suppress(OSError):  # not permitted here: run at the server's priority
-        os.nice(WORKER_NICE)
     # Imported in the child only: the server process never loads the worker side (cv2, stages, torch).
     from pipeline.worker.main import worker_main
 

@@ -8,6 +8,8 @@ disappears, so a killed server never leaves it behind.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import queue
@@ -29,6 +31,8 @@ from pipeline.worker.runner import JobRunner
 
 if TYPE_CHECKING:
     from pipeline.worker.backends.diffusion import DiffusionBackend
+
+PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 
 log = logging.getLogger("adgen.worker")
 
@@ -230,6 +234,22 @@ class Worker:
             self.renderer.close()
 
 
+def yield_the_cores(nice: int) -> None:
+    """Run ``nice`` below the server, with every process this worker starts (Settings.worker_nice says why).
+
+    Chromium raises some of its own threads' priority (nice -8 for the browser's display-critical ones) when
+    it may, that is when it runs as root: that would put the browser ahead of the server again. The right to
+    raise a priority (CAP_SYS_NICE) is dropped from what the worker's children can ever hold, so they keep
+    the worker's. Neither step is allowed everywhere; where not, the worker runs as it is."""
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP
+
+
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString,
                 server_pid: int) -> None:
     """The worker process's entry point (started by the server's supervisor)."""
@@ -239,4 +259,5 @@ def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: Synch
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     os.setpgid(0, 0)  # lead a process group, so the server can reap the browser with us
     os.dup2(2, 1)  # stdout may be the MCP stdio transport: nothing here may write to it
+    yield_the_cores(settings.worker_nice)
     Worker(settings, commands, events, stop_flag, server_pid).serve()
