@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import anyio.abc
+import anyio.to_thread
 
 from pipeline import registry
 from pipeline.jobs.book import JobBook
@@ -77,7 +79,7 @@ class WorkerEvents:
         if isinstance(ev, StageStarted | StageProgress | StageFinished):
             if (seconds := job.apply_stage_event(ev, now)) is not None:
                 canvas = stage_canvas(job.request, ev.stage, (job.width, job.height))
-                self.stats.record(job.backend, *canvas, base_key(ev.stage), seconds)
+                self._record_stats(job.backend, *canvas, base_key(ev.stage), seconds)
         elif isinstance(ev, DesignNeeded):
             assert self._tg is not None
             job.sub_step = f"{registry.DESIGN.label} (asking the LLM)"
@@ -91,6 +93,15 @@ class WorkerEvents:
         if est := job_estimate(job, now):
             job.progress = max(job.progress, est.percent)
         job.touch()
+
+    def _record_stats(self, backend: str, width: int, height: int, stage: str, seconds: float) -> None:
+        """A stage's time into the shared statistics, in a thread: the update locks, reads and replaces a file
+        (~1 ms, several under load), which on the event loop would hold up every call in flight."""
+        args = (backend, width, height, stage, seconds)
+        if self._tg is None:
+            self.stats.record(*args)
+        else:
+            self._tg.start_soon(partial(anyio.to_thread.run_sync, self.stats.record, *args))
 
     async def _design(self, ev: DesignNeeded) -> None:
         handle = self.worker.handle

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline.config import Settings
 from pipeline.fonts import FontCatalog
-from pipeline.images import PHOTO_UPLOAD, InputError, decode_base64, load_image, save_png
+from pipeline.images import PHOTO_UPLOAD, InputError, decode_base64, load_image, probe_image, save_png
 from pipeline.jobs.brandkits import BrandKitStore
 from pipeline.jobs.sources import FetchPolicy, read_source
 from pipeline.jobs.store import JobStore
@@ -157,17 +157,17 @@ class Intake:
         """Step 1's inputs: the photo (given, or an earlier job's) and an optional product mask."""
         s, notes = self.settings, checked.warnings
         if req.parent_job_id and not (req.product_image or req.product_image_path or req.product_image_url):
-            img = self._parent_photo(req.parent_job_id, checked)
+            size = self._parent_photo(req.parent_job_id, checked).size
         else:
             raw = self._read("product_image", req.product_image, req.product_image_path, req.product_image_url)
-            img = load_image(raw, "product_image", s.max_image_pixels, notes)
-            checked.files[PHOTO_UPLOAD] = raw  # decoded (and product.png written) by the worker
+            size = probe_image(raw, "product_image", s.max_image_pixels, notes)  # checked here, decoded by the worker
+            checked.files[PHOTO_UPLOAD] = raw  # (which also writes product.png)
         if req.product_mask:
             mask_raw = self._read("product_mask", req.product_mask)
             checked.images["product_mask.png"] = load_image(mask_raw, "product_mask", s.max_image_pixels).convert("L")
-        scale = max(req.width / img.width, req.height / img.height) * 0.6  # the product's share of the canvas
+        scale = max(req.width / size[0], req.height / size[1]) * 0.6  # the product's share of the canvas
         if scale > UPSCALE_WARN:
-            notes.append(f"The photo is small ({img.width}x{img.height}); it was enlarged about {scale:.0f}x "
+            notes.append(f"The photo is small ({size[0]}x{size[1]}); it was enlarged about {scale:.0f}x "
                          "and may look soft. A larger photo gives a sharper ad.")
 
     def _parent_step1(self, req: GenerateRequest, parent_id: str, checked: CheckedInputs) -> None:

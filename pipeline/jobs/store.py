@@ -93,7 +93,7 @@ class JobStore:
     def write_record(self, job_id: str, record: dict[str, Any]) -> None:
         d = self.job_dir(job_id)
         tmp = d / "job.json.tmp"
-        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1, default=str))
+        tmp.write_text(json.dumps(record, ensure_ascii=False, default=str))  # compact: the C encoder
         os.replace(tmp, d / "job.json")
 
     def load_all(self) -> list[dict[str, Any]]:
