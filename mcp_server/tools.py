@@ -78,6 +78,10 @@ async def follow_job(
 
     While this call is open the job may borrow the client's model (MCP sampling) for its design.
     """
+    if wait_s <= 0:  # an accept or a plain poll: the status as it is, nothing to stream
+        if sampler is not None:
+            manager.detach_sampler(job_id, sampler)  # (submit registered it; nobody stays to answer it)
+        return manager.status(job_id)
     deadline = anyio.current_time() + wait_s
     last, said = -1.0, ""
     sampler = sampler or sampler_for(ctx)

@@ -222,3 +222,30 @@ async def test_small_photos_are_checked_on_the_loop_and_refused_the_same(setting
         assert str(on_loop.value) == str(on_thread.value) == "product_image is not a readable image (OSError)"
         job = await m.submit(_req(product_b64, "checked on the loop"))
         assert await wait_for_job(m, job.job_id, {"completed", "failed"}) == "completed"
+
+
+async def test_delivered_file_is_only_served_from_inside_the_output_folder(settings: Settings, tmp_path: Path,
+                                                                          product_b64: str) -> None:
+    """output_file (status, downloads, resources) names the delivered ad only while it is a regular file inside
+    the output folder; a file swapped for a link to elsewhere is refused at the next poll, however often the
+    same job was polled before."""
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not yours")
+    async with JobManager(settings) as m:
+        assert await m.wait_ready(READY_S)
+        job = await m.submit(_req(product_b64))
+        assert await wait_for_job(m, job.job_id, {"completed", "failed"}) == "completed"
+        delivered = m.output_file(job.job_id)
+        assert delivered is not None and delivered.is_file()
+        assert delivered.resolve().is_relative_to(settings.output_dir.resolve())
+        for _ in range(3):  # polls of an unchanged file
+            assert m.output_file(job.job_id) == delivered
+        data = delivered.read_bytes()
+        delivered.unlink()
+        delivered.symlink_to(outside)
+        assert m.output_file(job.job_id) is None
+        delivered.unlink()
+        delivered.write_bytes(data)  # a regular file inside the folder again
+        assert m.output_file(job.job_id) == delivered
+        delivered.unlink()
+        assert m.output_file(job.job_id) is None

@@ -7,6 +7,8 @@ and its record on disk always matches what clients are told.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ class JobBook:
         self.store = store
         self.jobs: dict[str, Job] = {}
         self._output_root: Path | None = None
+        self._checked: dict[str, tuple[int, int, int, int]] = {}  # output files found inside it, by identity
 
     def __iter__(self) -> Iterator[Job]:
         return iter(list(self.jobs.values()))
@@ -98,9 +101,22 @@ class JobBook:
         job = self.jobs.get(job_id)
         if job is None or not job.report.output_file:
             return None
-        path = Path(job.report.output_file)
-        if self._output_root is None:  # the configured folder, resolved once (status polls ask on every call)
-            self._output_root = self.settings.output_dir.expanduser().resolve()
-        # Only files inside the output folder: a record never makes the server serve other paths. The file
-        # itself is resolved every time: it may have been replaced (by a link elsewhere, say) since.
-        return path if path.is_file() and path.resolve().is_relative_to(self._output_root) else None
+        path = job.report.output_file
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        # Only files inside the output folder: a record never makes the server serve other paths. A path that
+        # now names another file (replaced, or a link to elsewhere) has another identity: resolved again.
+        identity = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._checked.get(path) != identity:
+            if self._output_root is None:  # the configured folder, resolved once (status polls ask on every call)
+                self._output_root = self.settings.output_dir.expanduser().resolve()
+            if not Path(path).resolve().is_relative_to(self._output_root):
+                return None
+            if len(self._checked) > 4096:  # jobs come and go: forget the old ones now and then
+                self._checked.clear()
+            self._checked[path] = identity
+        return Path(path)
