@@ -9,6 +9,7 @@ file already present locally with the same size is not fetched again.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from pipeline.config import Settings
 log = logging.getLogger("adgen.bucket")
 
 SKIP_SUFFIXES = (".tmp", ".lock")  # files being written; job.json is the API's, kept in Redis instead
+# Files up to this size go in one request. boto3's managed transfers (upload_file, download_file) start a
+# pool of threads and futures for every file, which for the few-hundred-KB stage images that follow every
+# stage cost more CPU than the transfer itself, and the GIL they take holds up the API's event loop.
+SINGLE_REQUEST_MAX = 16 * 1024 * 1024
 
 
 class Bucket:
@@ -52,7 +57,12 @@ class Bucket:
             self.s3.create_bucket(Bucket=self.name)
 
     def put_file(self, job_id: str, rel: str, path: Path) -> None:
-        self.s3.upload_file(str(path), self.name, self.job_key(job_id, rel))
+        key = self.job_key(job_id, rel)
+        if path.stat().st_size > SINGLE_REQUEST_MAX:
+            self.s3.upload_file(str(path), self.name, key)  # multipart, in parallel parts
+            return
+        with path.open("rb") as body:
+            self.s3.put_object(Bucket=self.name, Key=key, Body=body)
 
     def upload_dir(self, job_id: str, folder: Path, sent: dict[str, int] | None = None) -> dict[str, int]:
         """Every file of the job folder not yet sent with this size; returns what has been sent."""
@@ -88,15 +98,21 @@ class Bucket:
                 continue  # a key naming ../ never writes outside the job folder
             if target.is_file() and target.stat().st_size == size:
                 continue
-            self.get_file(job_id, rel, target)
+            self.get_file(job_id, rel, target, size)
             got.append(rel)
         return got
 
-    def get_file(self, job_id: str, rel: str, target: Path) -> bool:
+    def get_file(self, job_id: str, rel: str, target: Path, size: int | None = None) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
+        key = self.job_key(job_id, rel)
         try:
-            self.s3.download_file(self.name, self.job_key(job_id, rel), str(tmp))
+            if size is None or size > SINGLE_REQUEST_MAX:
+                self.s3.download_file(self.name, key, str(tmp))  # ranged parts, in parallel
+            else:
+                body = self.s3.get_object(Bucket=self.name, Key=key)["Body"]
+                with body, tmp.open("wb") as out:
+                    shutil.copyfileobj(body, out, 1 << 20)
         except ClientError:
             return False
         tmp.replace(target)

@@ -293,6 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(**({"worker_name": args.name} if args.name else {}))
     if not settings.queue:
         parser.error("ADGEN_QUEUE=redis://... is not set (adgen-worker serves the distributed mode)")
+    # A host's work is batch work, like the worker's: on a machine it shares with an API replica (the compose
+    # file's one-machine deployment), polls, accepts and progress go first (Settings.worker_nice).
+    with contextlib.suppress(OSError):
+        os.nice(settings.worker_nice)
     gpus = _gpus(args.gpus)
     if len(gpus) <= 1:
         if gpus:
