@@ -325,8 +325,7 @@ def report(one: dict, one_again: dict, two: dict, lag: dict, loss: dict, size: i
         f"the `get_status(wait_seconds)` progress notification carrying the sub-step reached the client "
         f"({mcp['n']} samples, max {mcp['max_ms']:.1f} ms); a new sub-step is notified at once (a hundredth "
         "above the last value when the percentage has not moved: MCP wants every notification higher), so the "
-        "figure is the replica's follow loop and the notification's trip; why its p99 stays above the status "
-        "figure is not yet known.",
+        "figure is the replica's follow loop and the notification's trip.",
         f"- Host loss: {loss['trials']} kills, each mid-render (the test hook holds the render stage 5 s); delays "
         f"{', '.join(f'{d:.1f}' for d in loss['delays'])} s to the job's new JobStarted entry; completed "
         f"{', '.join(f'{d:.1f}' for d in loss['finishes'])} s after the kill. The delay is set by the host "
