@@ -27,12 +27,13 @@ MARKS = "adgen.marks"  # scope key: [(segment, perf_counter(), thread_time()), .
 SEGMENTS = {
     "queued_ms": "arrival until the MCP transport has read the body (waiting for the event loop)",
     "dispatch_ms": "body read until the tool runs (JSON-RPC parsing, session routing, argument validation)",
-    "accept_ms": "the tool's accept: arguments checked, photo decoded, job recorded and queued",
+    "accept_ms": "the tool's accept: arguments checked, photo checked, job recorded and queued",
     "accept_cpu_ms": "CPU time of the event loop's thread in accept_ms (less than it: the thread waited for "
                      "a worker thread, or the OS ran other processes; a large photo is decoded in a thread)",
     "status_ms": "the job's status (and the progress notification, when the client asked for them)",
     "result_ms": "the status shaped as a tool result (text, links, structured content)",
-    "reply_ms": "the result validated against the output schema, serialised and handed to the server (SSE)",
+    "reply_ms": "the result validated against the output schema, serialised and handed to the server (one JSON "
+                "body: mcp_server/quiet_replies.py)",
 }
 
 
