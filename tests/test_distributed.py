@@ -221,6 +221,10 @@ def test_a_job_fails_with_the_names_after_two_lost_hosts(cluster: Cluster) -> No
 def test_one_consumer_per_gpu_and_a_graceful_host_stop(cluster: Cluster) -> None:
     """``--gpus 0,1``: two consumers (CUDA_VISIBLE_DEVICES 0 and 1; draft jobs here) taking jobs side by side;
     SIGTERM lets the running jobs finish, then the host exits cleanly and its heartbeats go."""
+    # Only host-c may take these jobs, whichever tests ran before in this module.
+    others = [name for name, h in cluster.hosts.items() if h.proc.poll() is None]
+    for name in others:
+        cluster.hosts[name].stop()
     host = Host("host-c", cluster.root, cluster.env, "--gpus", "0,1")
     cluster.hosts["host-c"] = host
     host.wait_ready()  # written once both consumers are ready
@@ -237,6 +241,8 @@ def test_one_consumer_per_gpu_and_a_graceful_host_stop(cluster: Cluster) -> None
     assert host.proc.wait(30) == 0
     assert not cluster.r.keys("adgen:host:host-c*") and not (host.data / "worker-ready").exists()
     cluster.delay(0)
+    for name in others:
+        cluster.add_host(name)  # back for the tests after this one
 
 
 def test_unreachable_redis_is_a_one_line_startup_error(tmp_path: Path) -> None:
