@@ -104,7 +104,8 @@ class Settings(BaseSettings):
         description="Folders from which *_path request fields may read images; empty = paths refused.",
     )
     cache_dir: Path = Field(default_factory=_default_cache_dir,
-                            description="Work the worker would otherwise redo at every start (font copies).")
+                            description="Work the worker would otherwise redo at every start (font copies, "
+                            "the local designer converted from GGUF).")
     output_dir: Path = Field(default_factory=_default_output_dir,
                              description="Finished ads, under readable names (date, copy, job id).")
     allow_private_urls: bool = Field(False, description="Let product_image_url reach loopback and private "

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from mcp import Client
@@ -23,6 +24,7 @@ from mcp_server.server import build_server
 from pipeline.config import BUNDLED_FONTS_DIR, Settings
 from pipeline.fonts import FontCatalog
 from pipeline.jobs import JobManager
+from pipeline.messages import DesignPrompt
 from pipeline.schemas import GenerateRequest
 from pipeline.worker.design.fontembed import font_face_css
 from pipeline.worker.design.sanitize import build_document, contains_copy, sanitize_html
@@ -299,6 +301,20 @@ async def test_local_small_llm_designer_is_a_real_fallback(tmp_path: Path, produ
             assert "<script" not in html.lower() and "url(http" not in html
         else:
             assert st.designer == "template" and "local_llm" in st.design_note, st.design_note
+        cache_dir = m.settings.cache_dir
+    # The worker converted the GGUF once and kept the result: the next load (a restarted worker) reads that.
+    loaded_from, text = await anyio.to_thread.run_sync(_designer_from_cache, cache_dir)
+    assert loaded_from == "cache" and text.strip(), (loaded_from, text)
+
+
+def _designer_from_cache(cache_dir: Path) -> tuple[str | None, str]:
+    from pipeline.worker.design.local_llm import DONE, LocalDesigner, converted_folder, resolve_local_llm
+
+    folder, gguf = resolve_local_llm("smollm2")
+    assert gguf is not None and (converted_folder(cache_dir, folder / gguf) / DONE).is_file()
+    again = LocalDesigner("smollm2", 8, cache_dir)
+    text = again.generate(DesignPrompt(system="Answer in one short sentence.", user=COPY), lambda: False)
+    return again.info()["loaded_from"], text
 
 
 # ---- placement and glyphs ------------------------------------------------------------------

@@ -157,7 +157,7 @@ class Worker:
             log.error("chromium did not start (%s); will retry on first render", exc)
         use_disk_cache(settings.cache_dir)
         warm_default(settings.fonts_dir)  # the default family's fonts ready to subset fast (a thread)
-        self.local = (LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens)
+        self.local = (LocalDesigner(settings.local_llm, settings.local_llm_max_new_tokens, settings.cache_dir)
                       if settings.local_llm else None)
         # The server's LLM designers have llm_timeout_s; allow for the hop both ways.
         self.runner = JobRunner(self.backends, self.renderer, self.emit, self.stop_requested, self.receive,
