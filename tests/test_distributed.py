@@ -48,7 +48,15 @@ def test_jobs_spread_over_both_hosts_with_queue_positions(cluster: Cluster) -> N
     cluster.delay(0.5)  # both hosts busy long enough for the rest to wait in line
     ids = [cluster.submit(f"Sale {i}") for i in range(6)]
     _wait(lambda: sum(cluster.status(j)["status"] == "running" for j in ids) == 2, 30, "two jobs running")
-    statuses = [cluster.status(j) for j in ids]
+
+    def snapshot() -> list[dict] | None:
+        """The six statuses, read one by one, twice alike: no job started or ended between the reads."""
+        first = [cluster.status(j) for j in ids]
+        again = [cluster.status(j) for j in ids]
+        same = [(a["status"], a["queue_position"]) for a in first] == [(b["status"], b["queue_position"]) for b in again]
+        return first if same else None
+
+    statuses = _wait(snapshot, 30, "a still moment of the queue")
     waiting = sorted(st["queue_position"] for st in statuses if st["status"] == "pending")
     assert waiting == list(range(len(waiting))) and len(waiting) >= 2, statuses  # one line, no gaps
     done = [cluster.wait_status(j, {"completed", "failed", "stopped"}, 90) for j in ids]

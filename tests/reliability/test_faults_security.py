@@ -118,15 +118,27 @@ async def test_killed_server_leaves_no_worker_or_browser_behind(http_server_fact
     srv = http_server_factory("streamable-http")
     server = psutil.Process(srv.proc.pid)
 
+    def name(p: psutil.Process) -> str:
+        try:
+            return p.name()
+        except psutil.NoSuchProcess:  # a short-lived helper of the browser, gone since the listing
+            return ""
+
     def family_with_browser() -> list[psutil.Process] | None:
         family = server.children(recursive=True)
-        return family if any("chrom" in p.name().lower() for p in family) else None
+        return family if any("chrom" in name(p).lower() for p in family) else None
 
     # The worker warms its browser up after /health first answers.
     family = await wait_until(family_with_browser, 30, "the worker's browser to start", interval=0.2)
     server.kill()  # no clean shutdown at all
 
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
     def all_gone() -> bool:
-        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+        return not any(alive(p) for p in family)
 
     await wait_until(all_gone, 15, "the worker and its browser to exit", interval=0.2)
