@@ -21,7 +21,6 @@ and anything malformed go to the SDK's own code, which also writes their errors.
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -51,8 +50,6 @@ from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
-
-log = logging.getLogger("adgen.http")
 
 # A request silent this long switches to SSE (keep-alive pings); the SDK's 2026 transport waits as long.
 SSE_AFTER_S = 15.0
