@@ -5,9 +5,11 @@ Deadlines here only catch hangs; they are never performance claims (benchmarks h
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import anyio
 
@@ -59,3 +61,23 @@ async def wait_for_job(m: JobManager, job_id: str, states: frozenset[str] | set[
         return None
 
     return await wait_until(reached, timeout, f"job {job_id} to reach {sorted(states)}", interval=0)
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """An ASGI app served by a real uvicorn on a free loopback port, in this event loop: its base URL."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(web.serve)
+        with anyio.fail_after(20):
+            while not web.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+                await anyio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            web.should_exit = True

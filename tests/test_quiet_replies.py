@@ -16,13 +16,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CreateMessageResult, SamplingMessage, TextContent
 
 from mcp_server import quiet_replies
-from tests.conftest import free_port
+from tests.helpers import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -59,21 +58,12 @@ def _server() -> MCPServer:
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[str]:
+async def serving_quietly() -> AsyncIterator[str]:
     server = _server()
     app = server.streamable_http_app(host="127.0.0.1")
     quiet_replies.quiet_replies(server)
-    port = free_port()
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(20):
-            while not web.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-                await anyio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            web.should_exit = True
+    async with serving(app) as base:
+        yield f"{base}/mcp"
 
 
 async def open_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
@@ -100,7 +90,7 @@ def sse_messages(body: str) -> list[dict[str, Any]]:
 
 
 async def test_quiet_requests_get_json_and_streaming_ones_sse() -> None:
-    async with serving() as url, httpx.AsyncClient(timeout=30) as http:
+    async with serving_quietly() as url, httpx.AsyncClient(timeout=30) as http:
         headers = await open_session(http, url)
 
         r = await http.post(url, json=call(1, "quick"), headers=headers)
@@ -134,7 +124,7 @@ async def test_a_silent_request_turns_into_a_stream(monkeypatch: pytest.MonkeyPa
     """A long call that sends nothing switches to SSE after SSE_AFTER_S: the headers (and keep-alive pings
     behind proxies) flow long before the result does."""
     monkeypatch.setattr(quiet_replies, "SSE_AFTER_S", 0.3)
-    async with serving() as url, httpx.AsyncClient(timeout=30) as http:
+    async with serving_quietly() as url, httpx.AsyncClient(timeout=30) as http:
         headers = await open_session(http, url)
         started = time.perf_counter()
         async with http.stream("POST", url, json=call(1, "silent", {"seconds": 2.0}), headers=headers) as r:
@@ -156,7 +146,7 @@ async def test_the_sdk_client_follows_both_kinds_of_reply() -> None:
     async def sampling(context: Any, params: Any) -> CreateMessageResult:
         return CreateMessageResult(role="assistant", content=TextContent(text="hello"), model="client-model")
 
-    async with serving() as url, Client(url, mode="legacy", sampling_callback=sampling) as client:
+    async with serving_quietly() as url, Client(url, mode="legacy", sampling_callback=sampling) as client:
         quick = await client.call_tool("quick", {})
         assert quick.content[0].text == "ok"
         chatty = await client.call_tool("chatty", {}, progress_callback=on_progress)

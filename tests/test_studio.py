@@ -18,7 +18,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.extension import ClientExtension
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
@@ -30,8 +29,8 @@ from mcp_server.studio import MAX_CHUNK, STUDIO_URI, ui_meta
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
 from pipeline.worker.render.browser import CHROMIUM_FLAGS
-from tests.conftest import ARTIFACTS, REPO, free_port
-from tests.helpers import wait_for_job
+from tests.conftest import ARTIFACTS, REPO
+from tests.helpers import serving, wait_for_job
 
 STUDIO_HTML = REPO / "mcp_server" / "studio" / "studio.html"
 HOST_HTML = REPO / "tests" / "data" / "studio-host.html"
@@ -204,42 +203,31 @@ async def hosted_studio(manager: JobManager, theme: str = "light") -> AsyncItera
     from playwright.async_api import async_playwright
 
     server = await studio_server(manager, "streamable-http")
-    port = free_port()
-    web = uvicorn.Server(uvicorn.Config(server.streamable_http_app(host="127.0.0.1"), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve)
-        with anyio.fail_after(20):
-            while not web.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-                await anyio.sleep(0.05)
-        try:
-            async with Client(f"http://127.0.0.1:{port}/mcp", extensions=[AppsHostExtension()]) as client, \
-                    async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=Settings().chromium_path, args=CHROMIUM_FLAGS)
-                page = await browser.new_page(viewport={"width": 1180, "height": 1000})
-                session = Session(page=page, frame=None, client=client)
-                page.on("request", lambda req: session.requests.append(req.url))
-                # Shown when a test fails (Chromium's own console, errors and warnings only).
-                page.on("console", lambda msg: msg.type in ("error", "warning") and print("console:", msg.text))
+    async with serving(server.streamable_http_app(host="127.0.0.1")) as base, \
+            Client(f"{base}/mcp", extensions=[AppsHostExtension()]) as client, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=Settings().chromium_path, args=CHROMIUM_FLAGS)
+        page = await browser.new_page(viewport={"width": 1180, "height": 1000})
+        session = Session(page=page, frame=None, client=client)
+        page.on("request", lambda req: session.requests.append(req.url))
+        # Shown when a test fails (Chromium's own console, errors and warnings only).
+        page.on("console", lambda msg: msg.type in ("error", "warning") and print("console:", msg.text))
 
-                async def relay(params: dict[str, Any]) -> dict[str, Any]:
-                    # The host's job: forward the app's tools/call to the server, return the result as sent.
-                    session.calls.append(params["name"])
-                    result = await client.call_tool(params["name"], params.get("arguments") or {})
-                    return result.model_dump(by_alias=True, exclude_none=True, mode="json")
+        async def relay(params: dict[str, Any]) -> dict[str, Any]:
+            # The host's job: forward the app's tools/call to the server, return the result as sent.
+            session.calls.append(params["name"])
+            result = await client.call_tool(params["name"], params.get("arguments") or {})
+            return result.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-                await page.expose_function("adgenCallTool", relay)
-                await page.set_content(HOST_HTML.read_text(encoding="utf-8"))
-                res = (await client.read_resource(STUDIO_URI)).contents[0]  # over HTTP, as a host reads it
-                with anyio.fail_after(20):  # ui/initialize answered, ui/notifications/initialized received
-                    await page.evaluate("([html, csp, theme]) => window.adgenHost.mount(html, csp, theme)",
-                                        [res.text, res.meta["ui"]["csp"], theme])
-                session.frame = next(f for f in page.frames if f != page.main_frame)
-                await session.frame.wait_for_selector('#studio[data-connected="true"]', state="attached", timeout=10_000)
-                yield session
-                await browser.close()
-        finally:
-            web.should_exit = True
+        await page.expose_function("adgenCallTool", relay)
+        await page.set_content(HOST_HTML.read_text(encoding="utf-8"))
+        res = (await client.read_resource(STUDIO_URI)).contents[0]  # over HTTP, as a host reads it
+        with anyio.fail_after(20):  # ui/initialize answered, ui/notifications/initialized received
+            await page.evaluate("([html, csp, theme]) => window.adgenHost.mount(html, csp, theme)",
+                                [res.text, res.meta["ui"]["csp"], theme])
+        session.frame = next(f for f in page.frames if f != page.main_frame)
+        await session.frame.wait_for_selector('#studio[data-connected="true"]', state="attached", timeout=10_000)
+        yield session
+        await browser.close()
 
 
 # Snapshots of what the app shows, taken inside the frame on every DOM change.
