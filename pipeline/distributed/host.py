@@ -44,6 +44,7 @@ from pipeline.messages import (
     WorkerReady,
     WorkerState,
 )
+from pipeline.priority import yield_the_cores
 from pipeline.units import base_key, stage_canvas
 
 log = logging.getLogger("adgen.host")
@@ -295,8 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("ADGEN_QUEUE=redis://... is not set (adgen-worker serves the distributed mode)")
     # A host's work is batch work, like the worker's: on a machine it shares with an API replica (the compose
     # file's one-machine deployment), polls, accepts and progress go first (Settings.worker_nice).
-    with contextlib.suppress(OSError):
-        os.nice(settings.worker_nice)
+    yield_the_cores(settings.worker_nice)
     gpus = _gpus(args.gpus)
     if len(gpus) <= 1:
         if gpus:

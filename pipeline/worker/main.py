@@ -8,8 +8,6 @@ disappears, so a killed server never leaves it behind.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import queue
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.messages import Command, Event, RunJob, Shutdown, WorkerExiting, WorkerReady, WorkerState
+from pipeline.priority import yield_the_cores
 from pipeline.worker.backends.base import Backend
 from pipeline.worker.backends.draft import DraftBackend
 from pipeline.worker.design.fontembed import use_disk_cache, warm_default
@@ -31,8 +30,6 @@ from pipeline.worker.runner import JobRunner
 
 if TYPE_CHECKING:
     from pipeline.worker.backends.diffusion import DiffusionBackend
-
-PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 
 log = logging.getLogger("adgen.worker")
 
@@ -232,22 +229,6 @@ class Worker:
                     self.run_job(cmd)
         finally:
             self.renderer.close()
-
-
-def yield_the_cores(nice: int) -> None:
-    """Run ``nice`` below the server, with every process this worker starts (Settings.worker_nice says why).
-
-    Chromium raises some of its own threads' priority (nice -8 for the browser's display-critical ones) when
-    it may, that is when it runs as root: that would put the browser ahead of the server again. The right to
-    raise a priority (CAP_SYS_NICE) is dropped from what the worker's children can ever hold, so they keep
-    the worker's. Neither step is allowed everywhere; where not, the worker runs as it is."""
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP
 
 
 def worker_main(settings: Settings, commands: Any, events: Any, stop_flag: SynchronizedString,
