@@ -29,6 +29,8 @@ import anyio.abc
 import httpx
 from mcp import Client
 
+from bench.timing import gc_paused
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -110,7 +112,7 @@ class Pollers:
             extra["during"] = await during()
 
         cpu, server_cpu = time.process_time(), _cpu_s(self.server_pid)
-        with anyio.fail_after(seconds + 120):
+        with gc_paused(), anyio.fail_after(seconds + 120):
             async with anyio.create_task_group() as tg:
                 for client in self._clients:
                     tg.start_soon(one, client)
@@ -230,7 +232,8 @@ async def _probe_main() -> None:
             await floor.call_tool("accept", {**config["args"], "wait_seconds": 0})
         print("ready", flush=True)
         while (await stdin.readline()).strip() == "go":
-            result = await accepts(client, config["args"], config["count"], config["interval"], floor)
+            with gc_paused():
+                result = await accepts(client, config["args"], config["count"], config["interval"], floor)
             print(json.dumps(result), flush=True)
 
 
