@@ -301,7 +301,7 @@ def _phase(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, seconds: float = 5.0, rounds: int = 3,
-                            accept_count: int = 15, clients: int = 20, hz: float = 10.0,
+                            accept_count: int = 40, clients: int = 20, hz: float = 10.0,
                             server_pid: int | None = None) -> dict[str, Any]:
     """The load figures of the architecture issue, on a running adgen HTTP server at ``base``.
 
@@ -311,13 +311,16 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
     * busy: while the worker runs ``jobs`` 1024 px jobs, and ``accept_count`` generate_ad accepts
       (wait_seconds=0, 256 px) from another process are spread over each window (the do-nothing windows
       too: the accepts still go to adgen, so the machine carries the same work in both; the accept
-      latencies reported are those measured while adgen itself was being polled);
+      latencies reported are those measured while adgen itself was being polled). Each accept is followed
+      by the same call to the do-nothing server's ``accept`` tool: the floor of such a call, measured while
+      that server is idle (adgen's windows) and while it is the one the 20 clients poll (its own windows,
+      the same load as adgen's accepts see). Enough accepts that their p99 is not just the slowest one;
     * idle: once the worker is idle again, get_status with its preview (the default) and without
       (include_preview=false), each alternating with the do-nothing server.
 
     Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (percentiles over
     all the calls of a phase's windows). The accepted jobs are stopped after the busy phase (they exist to be accepted); the server
-    needs room for them in its queue (ADGEN_QUEUE_MAX).
+    needs room for them in its queue and its job list (ADGEN_QUEUE_MAX, ADGEN_KEEP_JOBS).
     """
     mcp = base + "/mcp"
     args = {"job_id": ""}
@@ -336,6 +339,7 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         floor_idle: list[dict[str, Any]] = []
         accept_latencies: list[float] = []
         floor_accept_latencies: list[float] = []
+        polled_floor_latencies: list[float] = []
         server_accepts: list[dict[str, Any]] = []
         accept_errors: list[str] = []
         accept_error_count = 0
@@ -363,7 +367,9 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
                     # The same accepts go to adgen while the do-nothing server is polled: both windows see the
                     # same work on the machine, only the polled server differs.
                     w = await floor.window(seconds, during=probe.run)
-                    accepted += w.pop("during")["job_ids"]
+                    acc = w.pop("during")
+                    accepted += acc["job_ids"]
+                    polled_floor_latencies += acc["floor_latencies"]
                     floor_busy.append(w)
                 for job_id in accepted:  # queued ones leave at once; a running one stops at its next safe point
                     await http.post(f"/stop/{job_id}")
@@ -382,6 +388,9 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
         # accept: what the client, the machine and the SDK add to such a call whatever the server does.
         "accept_floor": {"calls": len(floor_accept_latencies),
                          **(percentiles(floor_accept_latencies) if floor_accept_latencies else {})},
+        # The do-nothing server's accept while the 20 clients poll it: the SDK's floor under the same load.
+        "accept_floor_polled": {"calls": len(polled_floor_latencies),
+                                **(percentiles(polled_floor_latencies) if polled_floor_latencies else {})},
         # The same accepts as the server spent them (GET /debug/accepts), by segment.
         "accept_server": _server_summary(server_accepts),
         "job_statuses": statuses[:jobs], "accepted": len(accepted),

@@ -34,6 +34,8 @@ async def test_twenty_pollers_and_accepts_zero_errors(http_server_factory, produ
     assert result["accept"]["calls"] == 10 and result["accepted"] == 2 * 10
     # The same accepts as the server timed them, and the do-nothing server's floor for the same call.
     assert result["accept_server"]["calls"] == 10 and result["accept_floor"]["calls"] == 10
+    # ...and that floor again while the do-nothing server is the one polled (the SDK's floor under this load).
+    assert result["accept_floor_polled"]["calls"] == 10
     assert result["job_statuses"] == ["completed"] * 4
     assert result["idle"]["mean_bytes"] > 10_000  # a finished job's status carries its preview...
     assert result["idle"]["mean_bytes"] < 1_000_000  # ...and stays far under what clients accept
