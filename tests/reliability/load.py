@@ -41,6 +41,11 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1), "max_ms": round(xs[-1] * 1000, 1)}
 
 
+def _latency_summary(latencies: list[float]) -> dict[str, Any]:
+    """How many calls, and their p50 / p99 / max when there were any."""
+    return {"calls": len(latencies), **(percentiles(latencies) if latencies else {})}
+
+
 def _cpu_s(pid: int | None) -> float:
     """User + system CPU seconds of one process (not its children), from /proc."""
     if pid is None:
@@ -314,7 +319,7 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
       latencies reported are those measured while adgen itself was being polled). Each accept is followed
       by the same call to the do-nothing server's ``accept`` tool: the floor of such a call, measured while
       that server is idle (adgen's windows) and while it is the one the 20 clients poll (its own windows,
-      the same load as adgen's accepts see). Enough accepts that their p99 is not just the slowest one;
+      the same load as adgen's accepts see). There are enough accepts that their p99 is not just the slowest one;
     * idle: once the worker is idle again, get_status with its preview (the default) and without
       (include_preview=false), each alternating with the do-nothing server.
 
@@ -382,15 +387,13 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
     b, fb, il, fi, ln = _phase(busy), _phase(floor_busy), _phase(idle), _phase(floor_idle), _phase(idle_lean)
     return {
         "busy": b, "floor_busy": fb, "idle": il, "idle_no_preview": ln, "floor_idle": fi,
-        "accept": {"calls": len(accept_latencies), "errors": accept_error_count, "first_errors": accept_errors[:3],
-                   **(percentiles(accept_latencies) if accept_latencies else {})},
+        "accept": {**_latency_summary(accept_latencies), "errors": accept_error_count,
+                   "first_errors": accept_errors[:3]},
         # The same arguments to the do-nothing server's accept tool, from the same process, right after each
         # accept: what the client, the machine and the SDK add to such a call whatever the server does.
-        "accept_floor": {"calls": len(floor_accept_latencies),
-                         **(percentiles(floor_accept_latencies) if floor_accept_latencies else {})},
+        "accept_floor": _latency_summary(floor_accept_latencies),
         # The do-nothing server's accept while the 20 clients poll it: the SDK's floor under the same load.
-        "accept_floor_polled": {"calls": len(polled_floor_latencies),
-                                **(percentiles(polled_floor_latencies) if polled_floor_latencies else {})},
+        "accept_floor_polled": _latency_summary(polled_floor_latencies),
         # The same accepts as the server spent them (GET /debug/accepts), by segment.
         "accept_server": _server_summary(server_accepts),
         "job_statuses": statuses[:jobs], "accepted": len(accepted),
