@@ -52,17 +52,23 @@ def missing() -> str | None:
 
 # ---- the slow hook (imported by the worker processes through ADGEN_WORKER_HOOKS) -----------------
 class SlowRender(WorkerHooks):
-    """Sleeps inside the render stage for the seconds written in a file (0 or missing: no pause)."""
+    """Waits inside the render stage until the seconds written in a file (0 or missing: no pause) have passed
+    since it began. The file is read again as it waits: a test holds jobs in place with a long delay and
+    releases them by writing a short one."""
 
     def __init__(self, delay_file: str) -> None:
         self.delay_file = Path(delay_file)
 
-    def mid_render(self, kill_browser: Callable[[], None]) -> None:
+    def _delay(self) -> float:
         try:
-            delay = float(self.delay_file.read_text())
+            return float(self.delay_file.read_text())
         except (OSError, ValueError):
-            delay = 0.0
-        time.sleep(delay)
+            return 0.0
+
+    def mid_render(self, kill_browser: Callable[[], None]) -> None:
+        began = time.monotonic()
+        while (left := self._delay() - (time.monotonic() - began)) > 0:
+            time.sleep(min(left, 0.05))
 
 
 def make_hooks(spec: str) -> WorkerHooks:

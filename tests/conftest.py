@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
 import tempfile
@@ -17,6 +18,7 @@ from bench.processes import ServerProcess, free_port  # noqa: F401 (the tests im
 from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager
+from pipeline.jobs.supervisor import start_forkserver
 from tests.helpers import READY_S
 
 # Tests never reach the Hugging Face hub: every model they load is built locally.
@@ -155,3 +157,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: a file's own order is kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forkserver_with_models(request: pytest.FixtureRequest) -> None:
+    # Workers fork from one forkserver per test process, and the first worker's backend decides what it holds.
+    # When tiny-model tests are among those collected, it holds the model libraries from the start, so no
+    # model worker imports them itself (~15 s of CPU each, dozens of workers), whichever test comes first.
+    # (Started from a fixture, inside pytest's output capture, like every worker after it.)
+    if importlib.util.find_spec("diffusers") is not None and any(
+            "tiny_hub" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        start_forkserver(with_models=True)

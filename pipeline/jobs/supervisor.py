@@ -47,12 +47,26 @@ def worker_context(settings: Settings) -> Any:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    preload = ["pipeline.worker.preload"]
-    if settings.backend != "draft":
-        preload.append("pipeline.worker.models.preload")
     # Takes effect when the forkserver (re)starts: the first worker of this process sets what it holds.
-    ctx.set_forkserver_preload(preload)
+    ctx.set_forkserver_preload(_preload(with_models=settings.backend != "draft"))
     return ctx
+
+
+def _preload(with_models: bool) -> list[str]:
+    return ["pipeline.worker.preload"] + (["pipeline.worker.models.preload"] if with_models else [])
+
+
+def start_forkserver(with_models: bool) -> None:
+    """Start this process's forkserver now, holding the model libraries too when ``with_models``.
+
+    For a process that starts workers of several backends (the test suite): otherwise its first worker
+    decides, and after a draft one every model worker imports torch, diffusers and transformers itself
+    (~15 s of CPU each)."""
+    if "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        mp.get_context("forkserver").set_forkserver_preload(_preload(with_models))
+        forkserver.ensure_running()
 
 
 class WorkerHandle:
