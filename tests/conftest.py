@@ -136,17 +136,6 @@ FAST_MODULES = frozenset({
 })
 
 
-# `make test` hands whole files to two pytest processes, in collection order, as each gets free: the longest
-# files go first, so the last to start are short ones and neither process ends long before the other.
-# (Rough seconds per file on 2 cores; order only, never a limit. A file not listed runs after these.)
-LONGEST_FIRST = (
-    "test_design", "test_models", "test_distributed", "test_profiles", "test_packaging", "test_clients",
-    "test_adkit", "test_jobs", "test_bench_gpu", "test_placements_variants", "test_load", "test_studio",
-    "test_layout", "test_faults_security", "test_transports", "test_rest_dashboard", "test_brand_kits",
-    "test_edit_ad",
-)
-
-
 def _module(item: pytest.Item) -> str:
     return item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
 
@@ -155,8 +144,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _module(item) not in FAST_MODULES:
             item.add_marker(pytest.mark.slow)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: a file's own order is kept
 
 
 @pytest.fixture(scope="session", autouse=True)
