@@ -248,7 +248,7 @@ async def bench_load(data: Path, seconds: float, rounds: int) -> dict:
     if f["calls"]:
         print(f"  the same call to the do-nothing server: p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms "
               f"(client-side floor; accept p99 / floor p99 {a['p99_ms'] / f['p99_ms']:.2f}x)")
-    if (fp := result.get("accept_floor_polled", {"calls": 0}))["calls"]:
+    if (fp := result["accept_floor_polled"])["calls"]:
         print(f"  the same call to the do-nothing server while the 20 clients poll it: p50 {fp['p50_ms']:.1f} ms, "
               f"p99 {fp['p99_ms']:.1f} ms (the SDK's floor under this load; accept p99 / it "
               f"{a['p99_ms'] / fp['p99_ms']:.2f}x)")
@@ -599,8 +599,7 @@ def _load_section(load: dict) -> list[str]:
 
 def _accept_lines(load: dict) -> list[str]:
     """The accept paragraph: client-side, the do-nothing floor and server-side latencies, and the verdict."""
-    a, f, srv = load["accept"], load.get("accept_floor", {"calls": 0}), load.get("accept_server", {"calls": 0})
-    fp = load.get("accept_floor_polled", {"calls": 0})
+    a, f, fp, srv = load["accept"], load["accept_floor"], load["accept_floor_polled"], load["accept_server"]
 
     def met(p99: float) -> str:
         return "met" if p99 <= 50 else "not met"
