@@ -82,6 +82,19 @@ def _thread_nice(pids: list[int]) -> dict[str, int]:
     return nice
 
 
+def _autogroups(pids: list[int]) -> dict[int, tuple[str, int]] | None:
+    """Each process's scheduling group (its session's autogroup) and that group's nice, from /proc; None where
+    the kernel does not group by session."""
+    if not Path("/proc/self/autogroup").exists():
+        return None
+    groups = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+            groups[pid] = (name, int(nice))
+    return groups
+
+
 async def test_worker_and_its_browser_yield_the_cores_to_the_server(settings: Settings, product_b64: str) -> None:
     """The worker and the Chromium it starts run ``worker_nice`` below the server, so polls and accepts go first
     while a job runs (docs/benchmarks.md, get_status under load)."""
@@ -95,6 +108,11 @@ async def test_worker_and_its_browser_yield_the_cores_to_the_server(settings: Se
         assert len(group) > 3, group  # the worker and Chromium's processes
         nice = _thread_nice(group)  # every thread's: Chromium sets some of its threads' priority itself
         assert len(nice) > len(group) and set(nice.values()) == {min(19, own + 10)}, nice
+        if (groups := _autogroups([os.getpid(), *group])) is not None:  # Linux schedules by session
+            own_group = groups.pop(os.getpid())[0]  # the server's (here the test's): the worker's too
+            others = {g for g in groups.values() if g[0] != own_group}
+            assert others, groups  # Playwright starts the browser in a session of its own...
+            assert {n for _, n in others} == {min(19, own + 10)}, groups  # ...put behind the server as a whole
     async with JobManager(settings.model_copy(update={"worker_nice": 0})) as m:
         assert await m.wait_ready(READY_S)
         assert os.getpriority(os.PRIO_PROCESS, m.worker.handle.pid) == own

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from pipeline.fonts import fontconfig_file
+from pipeline.priority import yield_child_sessions
 from pipeline.worker.hooks import WorkerHooks
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class TextRenderer:
             executable_path=self.chromium_path, args=CHROMIUM_FLAGS, env=env,
             timeout=max(self.timeout_ms * 2, LAUNCH_TIMEOUT_MS),
         )
+        # Chromium runs in a session of its own: put that session behind the server too (pipeline/priority.py).
+        yield_child_sessions()
         self.launches += 1
         self._context = None
         self._page = None
