@@ -17,6 +17,7 @@ from mcp_server.security import GuardMiddleware, local_host_patterns
 from mcp_server.server import build_server
 from pipeline.config import Settings
 from pipeline.jobs import JobManager, StartupError
+from pipeline.priority import answer_first
 
 log = logging.getLogger("adgen")
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     # stdout belongs to the MCP stdio transport: every log line goes to stderr.
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    answer_first()  # this thread runs the event loop: requests before batch work (pipeline/priority.py)
     try:
         anyio.run(serve, args, settings)
     except KeyboardInterrupt:

@@ -188,8 +188,9 @@ class Settings(BaseSettings):
     )
     local_llm_max_new_tokens: int = Field(384, ge=16, le=4096)
     worker_nice: int = Field(10, ge=0, le=19, description="How much lower the worker's CPU priority is than the "
-                             "server's (Unix nice): its batch work yields the cores to accepts, polls and progress "
-                             "while both want them, and runs at full speed otherwise; 0 = the same priority.")
+                             "server's (Unix nice), its browser's included: its batch work yields the cores to "
+                             "accepts, polls and progress while both want them, and runs at full speed otherwise; "
+                             "0 = the same priority.")
     log_level: str = Field("INFO", description="Server log level (logs go to stderr).")
     token: str | None = Field(None, repr=False, description="Bearer token for the HTTP transports, REST and dashboard.")
     allowed_hosts: Annotated[list[str], NoDecode, _split(",")] = Field(

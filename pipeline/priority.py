@@ -1,4 +1,5 @@
-"""Batch work yields the cores: the worker (and a distributed worker host) runs below the API's CPU priority.
+"""Batch work yields the cores: the worker (and a distributed worker host) runs below the API's CPU priority,
+and the server's event loop is served first when a request wakes it.
 
 Shared by both sides of the process boundary (pipeline/worker/main.py, pipeline/distributed/host.py)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import struct
 import sys
 import time
 from pathlib import Path
@@ -21,10 +23,14 @@ def yield_the_cores(nice: int) -> None:
     Chromium raises some of its own threads' priority (nice -8 for the browser's display-critical ones) when
     it may, that is when it runs as root: that would put the browser ahead of the server again. The right to
     raise a priority (CAP_SYS_NICE) is dropped from what this process's children can ever hold, so they keep
-    its priority. Neither step is allowed everywhere; where not, the process runs as it is."""
+    its priority. The process is also marked as batch work (SCHED_BATCH, inherited): its threads' wake-ups
+    do not preempt a running thread, the server's event loop mid-request included. Not every step is allowed
+    everywhere; where not, the process runs as it is."""
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: no SCHED_BATCH on this platform
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -65,3 +71,32 @@ def yield_child_sessions(retries: int = 5) -> int:
             except OSError:  # gone, or not allowed here
                 break
     return len(done)
+
+
+# sched_setattr(2): its number per architecture, and the flag that keeps children off what a thread sets.
+_SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+SCHED_FLAG_RESET_ON_FORK = 0x01
+
+
+def answer_first(slice_ms: float = 0.5) -> bool:
+    """Ask the scheduler to treat the calling thread (the server's event loop) as latency-sensitive; True if
+    it could.
+
+    Linux's scheduler (EEVDF, 6.6 and later; a thread's own slice from 6.12) serves a waking thread before the
+    running one when its request is shorter: with the default slice the event loop, woken by a request, waited
+    out whatever held the core (a poller, the worker, the browser) for up to its whole slice, on each of the
+    several wake-ups an MCP request takes. A shorter slice changes when the loop runs, not how much CPU it
+    gets (that is weight, nice). Children do not inherit it (the worker is batch work). Unprivileged; where the
+    kernel or the architecture does not offer it, nothing changes."""
+    number = _SYS_SCHED_SETATTR.get(os.uname().machine) if sys.platform == "linux" else None
+    if number is None:
+        return False
+    # struct sched_attr, first version (48 bytes): size, policy (SCHED_OTHER), flags, nice, priority, runtime
+    # (the slice, in ns), deadline, period.
+    attr = struct.pack("=IIQiIQQQ", 48, 0, SCHED_FLAG_RESET_ON_FORK, os.getpriority(os.PRIO_PROCESS, 0), 0,
+                       int(slice_ms * 1e6), 0, 0)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.syscall(number, 0, ctypes.create_string_buffer(attr, len(attr)), 0) == 0)
+    except (OSError, AttributeError):
+        return False

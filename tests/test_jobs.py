@@ -72,14 +72,18 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _thread_nice(pids: list[int]) -> dict[str, int]:
-    """The nice value of every thread of these processes, by thread id (from /proc)."""
-    nice = {}
+def _thread_field(pids: list[int], index: int) -> dict[str, int]:
+    """One numeric field of every thread of these processes, by thread id (from /proc/<pid>/task/<tid>/stat,
+    counted from the state field)."""
+    values = {}
     for pid in pids:
         for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
             with contextlib.suppress(OSError):
-                nice[stat.parent.name] = int(stat.read_text().rsplit(")", 1)[1].split()[16])
-    return nice
+                values[stat.parent.name] = int(stat.read_text().rsplit(")", 1)[1].split()[index])
+    return values
+
+
+NICE, POLICY = 16, 38  # proc(5): fields 19 and 41
 
 
 def _autogroups(pids: list[int]) -> dict[int, tuple[str, int]] | None:
@@ -106,8 +110,10 @@ async def test_worker_and_its_browser_yield_the_cores_to_the_server(settings: Se
         assert await wait_for_job(m, job.job_id, {"completed", "failed"}) == "completed"  # the browser is up
         group = _descendants(m.worker.handle.pid)
         assert len(group) > 3, group  # the worker and Chromium's processes
-        nice = _thread_nice(group)  # every thread's: Chromium sets some of its threads' priority itself
+        nice = _thread_field(group, NICE)  # every thread's: Chromium sets some of its threads' priority itself
         assert len(nice) > len(group) and set(nice.values()) == {min(19, own + 10)}, nice
+        # ...and all of them are batch work: their wake-ups do not preempt the server's (pipeline/priority.py).
+        assert set(_thread_field(group, POLICY).values()) == {os.SCHED_BATCH}
         if (groups := _autogroups([os.getpid(), *group])) is not None:  # Linux schedules by session
             own_group = groups.pop(os.getpid())[0]  # the server's (here the test's): the worker's too
             others = {g for g in groups.values() if g[0] != own_group}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
@@ -107,3 +108,27 @@ async def test_sse(http_server_factory, product_b64: str) -> None:
     async with Client(sse_client(f"{srv.base}/sse"), mode="legacy") as client:
         assert {t.name for t in (await client.list_tools()).tools} >= {"generate_ad", "get_status"}
         await _run_job(client, product_b64, "SSE")
+
+
+def _slice_ns(pid: int) -> int | None:
+    """The time slice the scheduler gives a process's main thread (/proc/<pid>/sched); None where not shown."""
+    try:
+        lines = Path(f"/proc/{pid}/sched").read_text().splitlines()
+    except FileNotFoundError:  # a kernel without scheduler statistics
+        return None
+    for line in lines:
+        if line.startswith("se.slice"):
+            return int(float(line.split(":")[1]))
+    return None
+
+
+async def test_server_loop_is_served_first(http_server_factory) -> None:
+    """The server's event loop asks for a short time slice, so a request that wakes it is served before the
+    batch work holding the core; the worker and its browser, started from it, keep the default one."""
+    if _slice_ns(os.getpid()) is None:
+        pytest.skip("this kernel does not show time slices")
+    srv = http_server_factory("streamable-http")
+    assert _slice_ns(srv.proc.pid) == 500_000
+    children = psutil.Process(srv.proc.pid).children(recursive=True)
+    assert len(children) >= 2  # the worker's forkserver and the worker at least
+    assert all(_slice_ns(c.pid) != 500_000 for c in children)
