@@ -66,15 +66,14 @@ def _cpu_s(pid: int | None) -> float:
 
 
 def _wait_s(pid: int | None) -> float:
-    """Seconds the threads of one process have spent runnable but waiting for a core (Linux schedstat); 0 when
-    unknown."""
-    total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat") if pid is not None else ():
-        try:
-            total += int(stat.read_text().split()[1])
-        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
-            continue
-    return total / 1e9
+    """Seconds the main thread of one process (the server's event loop) has spent ready to run but waiting for
+    a core (Linux schedstat); 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class _ClientProcess:
@@ -125,8 +124,8 @@ class Pollers(_ClientProcess):
     once, polling ``tool`` in timed windows.
 
     With ``server_pid``, a window also reports the server process's CPU time per call (its children, the
-    worker, not included) and its wait for a core per call; every window reports the clients' process's own CPU
-    per call, the clients' share."""
+    worker, not included) and its event loop's wait for a core per call; every window reports the clients'
+    process's own CPU per call, the clients' share."""
 
     def __init__(self, url: str, tool: str, args: dict[str, Any], clients: int = 20, hz: float = 10.0,
                  server_pid: int | None = None, nice: int = 0) -> None:
@@ -157,7 +156,8 @@ class Pollers(_ClientProcess):
         if self.server_pid is not None:
             calls = max(1, result["calls"])
             extra["server_cpu_ms"] = round((_cpu_s(self.server_pid) - server_cpu) * 1000 / calls, 2)
-            # How long the server was ready to run but had no core, per call: what the rest of the machine costs it.
+            # How long the event loop was ready to run but had no core, per call: what the rest of the machine
+            # costs the server.
             extra["server_wait_ms"] = round((_wait_s(self.server_pid) - server_wait) * 1000 / calls, 2)
         return {**result, **extra}
 
