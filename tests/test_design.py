@@ -305,6 +305,8 @@ async def test_local_small_llm_designer_is_a_real_fallback(tmp_path: Path, produ
     # The worker converted the GGUF once and kept the result: the next load (a restarted worker) reads that.
     loaded_from, text = await anyio.to_thread.run_sync(_designer_from_cache, cache_dir)
     assert loaded_from == "cache" and text.strip(), (loaded_from, text)
+    # A damaged cache (a disk error, a half-copied folder with its marker) is converted again and replaced whole.
+    assert await anyio.to_thread.run_sync(_designer_after_damage, cache_dir) == ["gguf", "cache"]
 
 
 def _designer_from_cache(cache_dir: Path) -> tuple[str | None, str]:
@@ -315,6 +317,22 @@ def _designer_from_cache(cache_dir: Path) -> tuple[str | None, str]:
     again = LocalDesigner("smollm2", 8, cache_dir)
     text = again.generate(DesignPrompt(system="Answer in one short sentence.", user=COPY), lambda: False)
     return again.info()["loaded_from"], text
+
+
+def _designer_after_damage(cache_dir: Path) -> list[str | None]:
+    """Where two designers in a row load from after the cached weights are overwritten with junk."""
+    from pipeline.worker.design.local_llm import LocalDesigner, converted_folder, resolve_local_llm
+
+    folder, gguf = resolve_local_llm("smollm2")
+    assert gguf is not None
+    (converted_folder(cache_dir, folder / gguf) / "model.safetensors").write_bytes(b"not a safetensors file")
+    sources = []
+    for _ in range(2):
+        designer = LocalDesigner("smollm2", 8, cache_dir)
+        text = designer.generate(DesignPrompt(system="Answer in one short sentence.", user=COPY), lambda: False)
+        assert text.strip()
+        sources.append(designer.info()["loaded_from"])
+    return sources
 
 
 # ---- placement and glyphs ------------------------------------------------------------------
