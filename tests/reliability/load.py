@@ -81,7 +81,7 @@ class _ClientProcess:
     once its clients are connected and warmed up, then one JSON line back for each command line."""
 
     def __init__(self, config: dict[str, Any], nice: int = 0) -> None:
-        self._config = json.dumps(config)
+        self._config, self._url = json.dumps(config), config["url"]
         self.nice = nice
         self._proc: anyio.abc.Process | None = None
         self._buffer = b""
@@ -104,10 +104,17 @@ class _ClientProcess:
             [sys.executable, "-m", "tests.reliability.load", "--nice", str(self.nice)], cwd=REPO,
             stderr=subprocess.DEVNULL)
         assert self._proc.stdin is not None
-        await self._proc.stdin.send(self._config.encode() + b"\n")
-        with anyio.fail_after(120):
-            if (ready := await self._line()) != "ready":
-                raise RuntimeError(f"client process did not start: {ready[:200]}")
+        try:
+            await self._proc.stdin.send(self._config.encode() + b"\n")
+            with anyio.fail_after(120):
+                if (ready := await self._line()) != "ready":
+                    raise RuntimeError(f"client process did not start: {ready[:200]}")
+        except anyio.EndOfStream:
+            await self.__aexit__(None, None, None)
+            raise RuntimeError(f"client process ended before it was ready (is {self._url} serving?)") from None
+        except BaseException:  # no __aexit__ follows a failed __aenter__: the process is ended here
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
