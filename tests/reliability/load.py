@@ -109,11 +109,10 @@ class _ClientProcess:
             with anyio.fail_after(120):
                 if (ready := await self._line()) != "ready":
                     raise RuntimeError(f"client process did not start: {ready[:200]}")
-        except anyio.EndOfStream:
+        except BaseException as exc:  # no __aexit__ follows a failed __aenter__: the process is ended here
             await self.__aexit__(None, None, None)
-            raise RuntimeError(f"client process ended before it was ready (is {self._url} serving?)") from None
-        except BaseException:  # no __aexit__ follows a failed __aenter__: the process is ended here
-            await self.__aexit__(None, None, None)
+            if isinstance(exc, anyio.EndOfStream):
+                raise RuntimeError(f"client process ended before it was ready (is {self._url} serving?)") from None
             raise
         return self
 
@@ -265,6 +264,7 @@ async def _child_main() -> None:
     per command: a polling window (``{"seconds": s}``) or a run of accepts."""
     stdin = anyio.wrap_file(sys.stdin)
     config = json.loads(await stdin.readline())
+    run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
     async with AsyncExitStack() as stack:
         if config["role"] == "pollers":
             clients = [await stack.enter_async_context(Client(config["url"], mode="legacy"))
@@ -272,6 +272,9 @@ async def _child_main() -> None:
             async with anyio.create_task_group() as tg:  # untimed warm-up (tool listing, output-schema validator)
                 for c in clients:
                     tg.start_soon(c.call_tool, config["tool"], config["args"])
+
+            async def run(command: dict[str, Any]) -> dict[str, Any]:
+                return await _poll_window(clients, config["tool"], config["args"], config["hz"], command["seconds"])
         else:
             client = await stack.enter_async_context(Client(config["url"], mode="legacy"))
             await client.call_tool("generate_ad", {**config["args"], "wait_seconds": 0})
@@ -279,16 +282,14 @@ async def _child_main() -> None:
             if config.get("floor_url"):
                 floor = await stack.enter_async_context(Client(config["floor_url"], mode="legacy"))
                 await floor.call_tool("accept", {**config["args"], "wait_seconds": 0})
+
+            async def run(command: dict[str, Any]) -> dict[str, Any]:
+                with gc_paused():
+                    return await accepts(client, config["args"], config["count"], config["interval"], floor)
         print("ready", flush=True)
         while line := (await stdin.readline()).strip():
-            command = json.loads(line)
-            if config["role"] == "pollers":
-                result = await _poll_window(clients, config["tool"], config["args"], config["hz"],
-                                            command["seconds"])
-            else:
-                with gc_paused():
-                    result = await accepts(client, config["args"], config["count"], config["interval"], floor)
-            print(json.dumps(result), flush=True)
+            print(json.dumps(await run(json.loads(line))), flush=True)
+
 
 @contextmanager
 def noop_server() -> Iterator[tuple[str, int]]:
