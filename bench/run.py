@@ -244,6 +244,9 @@ async def bench_load(data: Path, seconds: float, rounds: int) -> dict:
           f"{result['yielding_nice']}: {result['busy_yielding_p99_ratio']:.2f}x), "
           f"idle {result['idle_p99_ratio']:.2f}x, "
           f"idle without the preview {result['idle_no_preview_p99_ratio']:.2f}x (target <= 1.5x)")
+    gate = result["poll_gate_busy"]
+    print(f"poll gate, busy phase: {gate['polls_held']} of {gate['polls']} polls held, "
+          f"{gate['polls_held_ms']:.1f} ms on average")
     print(f"generate_ad accept under load (target p99 <= 50 ms), 1-min load average {result['loadavg_1min']}:")
     for suffix, pollers in (("", "the 20 pollers at the server's priority"),
                             ("_yielding", f"the 20 pollers at nice {result['yielding_nice']}")):
@@ -668,6 +671,9 @@ def _accept_lines(load: dict) -> list[str]:
 
         lines += [f"| {k[:-3]} | {pair(k, 'p50_ms')} | {pair(k, 'p99_ms')} | {pair(k, 'max_ms')} | {what} |"
                   for k, what in SEGMENTS.items() if k in srv]
+    if gate := load.get("poll_gate_busy"):
+        lines += ["", f"The poll gate (`mcp_server/poll_gate.py`) in the busy phase: {gate['polls_held']} of "
+                  f"{gate['polls']} polls waited for their turn, {gate['polls_held_ms']:.1f} ms on average."]
     return [*lines, ""]
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
 
 from mcp_server.accept_clock import ClockMiddleware
+from mcp_server.poll_gate import PollGate
 from mcp_server.quiet_replies import quiet_replies
 from mcp_server.security import GuardMiddleware, local_host_patterns
 from mcp_server.server import build_server
@@ -61,11 +63,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         import uvicorn
 
         security = transport_security(args.host, settings)
+        app: ASGIApp
         if args.transport == "sse":
             app = server.sse_app(host=args.host, transport_security=security)
         else:
-            app = server.streamable_http_app(host=args.host, transport_security=security)
+            mcp_app = server.streamable_http_app(host=args.host, transport_security=security)
             quiet_replies(server)  # a request that streams nothing is answered as JSON (mcp_server/quiet_replies.py)
+            app = PollGate(mcp_app)  # polls in turn, behind requests that do something (mcp_server/poll_gate.py)
         guarded = GuardMiddleware(ClockMiddleware(app), settings.token, security.allowed_hosts if security else None)
         log.info("serving %s on http://%s:%d%s", args.transport, args.host, args.port,
                  " (bearer token required)" if settings.token else "")

@@ -54,6 +54,10 @@ class AcceptTimings(BaseModel):
 
     segments: dict[str, str] = Field(default_factory=lambda: dict(SEGMENTS))
     accepts: list[AcceptTiming]
+    polls: int = Field(default=0, description="Status polls through the poll gate since the server started "
+                                      "(mcp_server/poll_gate.py)")
+    polls_held: int = Field(default=0, description="Of them, polls that waited at the gate for their turn")
+    polls_held_ms: float = Field(default=0.0, description="The mean wait of a held poll")
 
 
 class AcceptClock:

@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from mcp_server.accept_clock import CLOCK, AcceptTimings
 from mcp_server.brand_tools import register_brand_routes
 from mcp_server.openapi import ApiError, HttpMethod, RouteSpec, build_document, spec_for
+from mcp_server.poll_gate import COUNTS as POLL_COUNTS
 from pipeline.images import InputError
 from pipeline.jobs import JobManager, JobNotFound, QueueFull
 from pipeline.jobs.store import ARTIFACTS, OUTPUT_TYPES
@@ -227,12 +228,15 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
     @api.get("/debug/accepts", response=AcceptTimings, responses={422: "since is not an integer"},
              query={"since": Annotated[int, Field(0, description="Only accepts filed after this seq.")]})
     async def debug_accepts(request: Request) -> Response:
-        """Server-side time of recent generate_ad accepts over MCP, by segment (a debug metric)"""
+        """Recent generate_ad accepts over MCP as the server spent them, and the poll gate's counts (debug)"""
         try:
             since = int(request.query_params.get("since", 0))
         except ValueError:
             return _error(422, "since: not an integer")
-        return _dump(CLOCK.since(since))
+        gate = POLL_COUNTS
+        return _dump(CLOCK.since(since).model_copy(update={
+            "polls": gate.polls, "polls_held": gate.held,
+            "polls_held_ms": round(gate.held_s * 1000 / gate.held, 2) if gate.held else 0.0}))
 
     register_brand_routes(api, manager)  # POST/GET /brand-kits, DELETE /brand-kits/{name}
     return api

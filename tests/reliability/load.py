@@ -407,6 +407,7 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
     * idle: once the worker is idle again, get_status with its preview (the default) and without
       (include_preview=false), each alternating with the do-nothing server (pollers at the server's priority).
 
+    ``poll_gate_busy`` is what the server's poll gate did up to the end of the busy phase (GET /debug/accepts).
     Ratios are a phase's p99 over the p99 of the do-nothing windows alternating with it (percentiles over
     all the calls of a phase's windows). The accepted jobs are stopped after the busy phase (they exist to be
     accepted); the server needs room for them in its queue and its job list (ADGEN_QUEUE_MAX, ADGEN_KEEP_JOBS).
@@ -460,6 +461,8 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
                         accepted += acc["job_ids"]
                         tally.polled_floor += acc["floor_latencies"]
                         tally.floor_windows.append(w)
+                gate = {k: v for k, v in (await http.get("/debug/accepts", params={"since": 2**62})).json().items()
+                        if k.startswith("polls")}  # what the poll gate did in the busy phase (from the start)
                 for job_id in accepted:  # queued ones leave at once; a running one stops at its next safe point
                     await http.post(f"/stop/{job_id}")
                 statuses = await _settle(http, job_ids + accepted, 300)
@@ -474,7 +477,7 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
     for suffix, tally in tallies.items():
         result |= tally.summary(suffix)
     return {
-        **result, "job_statuses": statuses[:jobs], "accepted": len(accepted),
+        **result, "job_statuses": statuses[:jobs], "accepted": len(accepted), "poll_gate_busy": gate,
         "idle_p99_ratio": round(il["p99_ms"] / fi["p99_ms"], 2),
         "idle_no_preview_p99_ratio": round(ln["p99_ms"] / fi["p99_ms"], 2),
     }

@@ -44,6 +44,10 @@ async def test_twenty_pollers_and_accepts_zero_errors(http_server_factory, produ
         # ...and that floor again while the do-nothing server is the one polled (the SDK's floor under this load).
         assert result[f"accept_floor_polled{suffix}"]["calls"] == 10
     assert result["job_statuses"] == ["completed"] * 4
+    # Under this load some polls waited at the gate for their turn (mcp_server/poll_gate.py): briefly.
+    gate = result["poll_gate_busy"]
+    assert gate["polls"] >= 20 * 4 * 2 and 0 < gate["polls_held"] < gate["polls"], gate
+    assert 0 < gate["polls_held_ms"] <= 100, gate
     assert result["idle"]["mean_bytes"] > 10_000  # a finished job's status carries its preview...
     assert result["idle"]["mean_bytes"] < 1_000_000  # ...and stays far under what clients accept
     assert result["idle_no_preview"]["mean_bytes"] < 5_000  # without it, a few KB of text and fields
