@@ -674,16 +674,22 @@ def _accept_lines(load: dict) -> list[str]:
     if gate := load.get("poll_gate_busy"):
         lines += ["", f"The poll gate (`mcp_server/poll_gate.py`) in the busy phase: {gate['polls_held']} of "
                   f"{gate['polls']} polls waited for their turn, {gate['polls_held_ms']:.1f} ms on average."]
-    return [*lines, ""]
+    return [*lines, "", LOAD_END]
+
+
+LOAD_END = ("<!-- bench/run.py --only-load rewrites this section from its heading down to this line; "
+            "what follows is kept -->")
 
 
 def update_load_section(path: Path, load: dict) -> None:
-    """``--only-load``: the load section replaced in place (up to the next heading), the rest left as it is."""
+    """``--only-load``: the load section's figures replaced in place (down to ``LOAD_END``, or to the next
+    heading when it has none), the notes written under them and the rest of the file left as they are."""
     lines = path.read_text().splitlines()
     title = "## get_status under load"
     if title in lines:
         start = lines.index(title)
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        end = next((i + 1 for i in range(start, end) if lines[i] == LOAD_END), end)
     else:
         start = end = next((i for i, ln in enumerate(lines) if ln == "## Crash recovery"), len(lines))
     lines[start:end] = _load_section(load)

@@ -1,11 +1,11 @@
 """Where a generate_ad accept's time goes inside the server: a cheap, always-on debug metric.
 
 ``ClockMiddleware`` stamps each HTTP request's arrival in its ASGI scope and, for an MCP POST, the
-moment the transport has read its body. The generate_ad tool reaches the same scope through its
-Starlette request and adds marks as the accept goes (tool entered, job accepted, status and result
-built). When the response's bytes are handed to the server (over SSE: the event that carries the
-result, which is all the client waits for), the middleware files the marks of that request in a
-ring buffer, read with GET /debug/accepts (the load benchmark reports them).
+moment its body has been read (by the poll gate, which looks at each body first). The generate_ad tool
+reaches the same scope through its Starlette request and adds marks as the accept goes (tool entered,
+job accepted, status and result built). When the response's bytes are handed to the server (over SSE:
+the event that carries the result, which is all the client waits for), the middleware files the marks
+of that request in a ring buffer, read with GET /debug/accepts (the load benchmark reports them).
 Requests the tool never marks (every get_status poll) cost two clock reads and nothing else.
 """
 
@@ -25,7 +25,7 @@ MARKS = "adgen.marks"  # scope key: [(segment, perf_counter(), thread_time()), .
 
 # The segments of an accept, in order; each runs from the previous mark to its own.
 SEGMENTS = {
-    "queued_ms": "arrival until the MCP transport has read the body (waiting for the event loop)",
+    "queued_ms": "arrival until its body has been read (waiting for the event loop)",
     "dispatch_ms": "body read until the tool runs (JSON-RPC parsing, session routing, argument validation)",
     "accept_ms": "the tool's accept: arguments checked, photo checked, job recorded and queued",
     "accept_cpu_ms": "CPU time of the event loop's thread in accept_ms (less than it: the thread waited for "
