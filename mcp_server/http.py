@@ -233,10 +233,8 @@ def register_routes(server: MCPServer, manager: JobManager) -> RestApi:
             since = int(request.query_params.get("since", 0))
         except ValueError:
             return _error(422, "since: not an integer")
-        gate = POLL_COUNTS
         return _dump(CLOCK.since(since).model_copy(update={
-            "polls": gate.polls, "polls_held": gate.held,
-            "polls_held_ms": round(gate.held_s * 1000 / gate.held, 2) if gate.held else 0.0}))
+            "polls": POLL_COUNTS.polls, "polls_held": POLL_COUNTS.held, "polls_held_ms": POLL_COUNTS.mean_held_ms}))
 
     register_brand_routes(api, manager)  # POST/GET /brand-kits, DELETE /brand-kits/{name}
     return api

@@ -64,6 +64,10 @@ class GateCounts:
     held: int = 0  # of them, polls that waited at it
     held_s: float = 0.0  # their waits, in all
 
+    @property
+    def mean_held_ms(self) -> float:
+        return round(self.held_s * 1000 / self.held, 2) if self.held else 0.0
+
 
 COUNTS = GateCounts()
 

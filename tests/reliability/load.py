@@ -461,8 +461,9 @@ async def status_under_load(base: str, product_b64: str, *, jobs: int = 6, secon
                         accepted += acc["job_ids"]
                         tally.polled_floor += acc["floor_latencies"]
                         tally.floor_windows.append(w)
+                # What the poll gate did up to now (since= past every accept: its counts without the accepts).
                 gate = {k: v for k, v in (await http.get("/debug/accepts", params={"since": 2**62})).json().items()
-                        if k.startswith("polls")}  # what the poll gate did in the busy phase (from the start)
+                        if k.startswith("polls")}
                 for job_id in accepted:  # queued ones leave at once; a running one stops at its next safe point
                     await http.post(f"/stop/{job_id}")
                 statuses = await _settle(http, job_ids + accepted, 300)
