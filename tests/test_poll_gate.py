@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcp_server import quiet_replies
 from mcp_server.poll_gate import GateCounts, PollGate, is_poll
-from tests.helpers import serving
+from tests.helpers import serving, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,9 +37,7 @@ class Tools:
         return self.release.setdefault(name, anyio.Event())
 
     async def seen(self, name: str) -> None:
-        with anyio.fail_after(10):
-            while name not in self.entered:  # noqa: ASYNC110 (the tools run in this loop; a short poll is enough)
-                await anyio.sleep(0.005)
+        await wait_until(lambda: name in self.entered, 10, f"the tool call {name!r}", interval=0.005)
 
 
 def _server(tools: Tools) -> MCPServer:
@@ -151,15 +149,12 @@ async def test_a_poll_cancelled_at_the_gate_leaves_nothing_behind() -> None:
     waiting = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
         tg.start_soon(request, rpc("tools/call", {"name": "generate_ad", "arguments": {}}))
-        with anyio.fail_after(5):
-            while not seen:  # noqa: ASYNC110
-                await anyio.sleep(0.005)
+        await wait_until(lambda: seen, 5, "the submit to reach the app", interval=0.005)
         tg.start_soon(request, rpc("tools/call", {"name": "get_status", "arguments": {}}), waiting)
-        await anyio.sleep(0.1)
-        assert len(gate._waiting) == 1
+        await wait_until(lambda: gate._waiting, 5, "the poll to wait at the gate", interval=0.005)
         waiting.cancel()
-        await anyio.sleep(0.05)
-        assert not gate._waiting and not gate._polls  # the poll left no waiter and took no slot
+        # The poll leaves no waiter behind and takes no slot.
+        await wait_until(lambda: not gate._waiting and not gate._polls, 5, "the cancelled poll to leave no trace")
         finish.set()
     assert len(seen) == 1 and not gate._others
 
